@@ -1,0 +1,131 @@
+"""The one place audit events are written.
+
+Every service function that changes data calls :func:`record` inside its own
+``transaction.atomic`` block, so the change and its event commit or roll back
+together. On PostgreSQL a transaction-scoped advisory lock serialises writers at
+the chain head, so concurrent writers can neither fork the chain nor leave gaps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import rfc8785
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, models, transaction
+from django.utils import timezone
+
+from audits import context
+from audits.models import GENESIS_HASH, AuditEvent
+
+# Arbitrary constant naming the audit chain's advisory lock.
+AUDIT_LOCK_KEY = 0x43484152  # "CHAR"
+
+
+def to_json_value(value: Any) -> Any:
+    """Reduce a value to plain JSON types (dates, decimals and UUIDs become strings)."""
+    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+
+
+def canonical(event: dict[str, Any]) -> bytes:
+    """RFC 8785 (JSON Canonicalization Scheme) bytes of an event."""
+    return rfc8785.dumps(event)
+
+
+def chain_hash(prev_hash: str, payload: bytes) -> str:
+    return hashlib.sha256(prev_hash.encode("ascii") + payload).hexdigest()
+
+
+def format_time(value: Any) -> str:
+    return value.astimezone(timezone.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def actor_label(actor: Any) -> str:
+    if actor is None:
+        return "system"
+    if getattr(actor, "is_anonymous", False):
+        return "anonymous"
+    return str(actor.get_username())
+
+
+def object_label(obj: models.Model) -> tuple[str, str, str]:
+    meta = obj._meta
+    return f"{meta.app_label}.{meta.model_name}", str(obj.pk), str(obj)[:300]
+
+
+def _lock_head() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [AUDIT_LOCK_KEY])
+
+
+def record(
+    action: str,
+    *,
+    actor: Any,
+    obj: models.Model | None = None,
+    object_type: str = "",
+    object_id: str = "",
+    object_repr: str = "",
+    changes: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event to the chain. Must run inside the change's transaction."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("audit events must be written inside the transaction of the change")
+    if obj is not None:
+        object_type, object_id, object_repr = object_label(obj)
+    ctx = context.current()
+    if actor is not None and getattr(actor, "is_anonymous", False):
+        actor = None
+    _lock_head()
+    head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+    seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
+    now = timezone.now()
+    event = {
+        "seq": seq,
+        "time": format_time(now),
+        "actor": actor_label(actor),
+        "actor_id": actor.pk if actor is not None else None,
+        "action": action,
+        "object_type": object_type,
+        "object_id": object_id,
+        "object_repr": object_repr[:300],
+        "changes": to_json_value(changes or {}),
+        "request_id": ctx.request_id,
+        "client_ip": ctx.client_ip,
+        "user_agent": ctx.user_agent[:300],
+        "channel": ctx.channel,
+        "token_id": ctx.token_id,
+    }
+    payload = canonical(event)
+    return AuditEvent.objects.create(
+        seq=seq,
+        created_at=now,
+        actor=actor,
+        actor_repr=event["actor"],
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        object_repr=event["object_repr"],
+        changes=event["changes"],
+        request_id=ctx.request_id,
+        client_ip=ctx.client_ip,
+        user_agent=event["user_agent"],
+        channel=ctx.channel,
+        payload=payload.decode("utf-8"),
+        prev_hash=prev_hash,
+        hash=chain_hash(prev_hash, payload),
+    )
+
+
+def record_access(action: str, *, actor: Any, obj: models.Model, **extra: Any) -> AuditEvent:
+    """Log a view or download of a sensitive object in its own short transaction."""
+    with transaction.atomic():
+        return record(action, actor=actor, obj=obj, changes=extra or None)
+
+
+def history_for(obj: models.Model) -> models.QuerySet[AuditEvent]:
+    object_type, object_id, _ = object_label(obj)
+    return AuditEvent.objects.filter(object_type=object_type, object_id=object_id)

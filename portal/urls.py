@@ -1,0 +1,27 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from portal import views
+from portal.api import views as api_views
+from registry.api.urls import router as registry_router
+
+api = DefaultRouter(trailing_slash=True)
+api.registry.extend(registry_router.registry)
+api.register("tokens", api_views.ApiTokenViewSet)
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("registry.urls")),
+    path("access/", include("portal.access_urls")),
+    path("admin/", admin.site.urls),
+    path("api/v1/access/grants/", api_views.GrantView.as_view(), name="api-grants"),
+    path("api/v1/", include(api.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+]

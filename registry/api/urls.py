@@ -1,0 +1,15 @@
+from rest_framework.routers import DefaultRouter
+
+from registry.api import views
+
+router = DefaultRouter(trailing_slash=True)
+router.register("use-cases", views.UseCaseViewSet)
+router.register("datasets", views.DatasetViewSet)
+router.register("dataset-versions", views.DatasetVersionViewSet)
+router.register("models", views.ModelViewSet)
+router.register("model-versions", views.ModelVersionViewSet)
+router.register("evidence", views.EvidenceViewSet)
+router.register("artifacts", views.ArtifactViewSet)
+router.register("deployments", views.DeploymentViewSet)
+
+urlpatterns = router.urls
