@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from django.db import models, transaction
 from django.utils import timezone
@@ -28,7 +28,6 @@ from registry.models import (
     UseCase,
 )
 
-M = TypeVar("M", bound=models.Model)
 
 # Fields the service layer owns; callers cannot set them directly.
 PROTECTED_FIELDS = {
