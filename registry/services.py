@@ -28,7 +28,6 @@ from registry.models import (
     UseCase,
 )
 
-
 # Fields the service layer owns; callers cannot set them directly.
 PROTECTED_FIELDS = {
     "id",
