@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/system-deps.sh
 export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/charter}"
-export CHARTER_TEST_BROKER_URL="${CHARTER_TEST_BROKER_URL:-redis://127.0.0.1:6379/15}"
+export CELERY_BROKER_URL="${CHARTER_TEST_BROKER_URL:-redis://127.0.0.1:6379/15}"
 export CHARTER_VAR_DIR="${CHARTER_VAR_DIR:-$PWD/var/test}"
 bin=.venv/bin
 echo "== ruff"

@@ -4,6 +4,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
 from rest_framework.test import APIClient
 
 from portal import roles
@@ -12,9 +14,27 @@ from portal.services import grant_access
 from tests import factories as f
 
 
+@receiver(connection_created)
+def _allow_truncate(sender: Any, connection: Any, **kwargs: Any) -> None:
+    """Let transactional tests reset the database (see audits migration 0002)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET charter.allow_truncate = 'on'")
+
+
 @pytest.fixture(autouse=True)
 def _media_root(settings: Any, tmp_path: Any) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
+def _eager_celery() -> Any:
+    """Tasks run in-process unless a test starts a real worker (tests/worker.py)."""
+    from portal.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = True
 
 
 @dataclass
