@@ -21,7 +21,7 @@ CSV = b"age,income,region,label\n34,52000.5,north,true\n51,,south,false\n29,3100
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_worker_process_summarises_uploaded_dataset_version() -> None:
-    """GIVEN a running worker WHEN a CSV is uploaded THEN the worker fills in its summary, audited."""
+    """GIVEN a running worker WHEN a CSV is uploaded THEN the worker summarises it, audited."""
     ds = f.dataset()
     with celery_worker():
         version = services.create_dataset_version(
