@@ -3,9 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
+mkdir -p var/log var/broker/queue var/broker/processed
 $py manage.py migrate --noinput
 $py manage.py seed_demo
-mkdir -p var/log
 .venv/bin/celery -A portal worker --loglevel INFO --concurrency 2 >var/log/worker.log 2>&1 &
 worker=$!
 trap 'kill $worker 2>/dev/null || true' EXIT INT TERM

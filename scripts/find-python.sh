@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Print a Python >= 3.12 interpreter (Django 6 needs it), or fail saying so.
 set -euo pipefail
-for candidate in "${PYTHON:-}" python3.13 python3.12 python3 \
-    /root/.pyenv/versions/3.13*/bin/python3.13 /root/.pyenv/versions/3.12*/bin/python3.12 \
+for candidate in "${PYTHON:-}" python3.12 python3.13 python3 \
+    /root/.pyenv/versions/3.12*/bin/python3.12 /root/.pyenv/versions/3.13*/bin/python3.13 \
     /usr/bin/python3.13 /usr/bin/python3.12; do
   [ -n "$candidate" ] || continue
   path=$(command -v "$candidate" 2>/dev/null) || continue
