@@ -9,5 +9,4 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(0 if
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" || true
 .venv/bin/python -m pip install --quiet --require-hashes -r requirements.lock 2>&1 | grep -v "is ignored" || true
-.venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e . 2>&1 | grep -v "is ignored" || true
 .venv/bin/python -c 'import django, rest_framework, celery, guardian; print("charter: dependencies installed (Django", django.get_version() + ")")'
