@@ -286,7 +286,8 @@ def reverify(attestation: Attestation, *, at: datetime | None = None) -> tuple[b
     the attestation was received (a back-dated revocation catches it).
     """
     target = attestation.target
-    key = attestation.signer_key
+    # Read the key afresh: a revocation since the row was loaded must count.
+    key = SigningKey.objects.filter(pk=attestation.signer_key_id).first()
     if key is None:
         return False, "the attestation has no signer key"
     when = at or attestation.verified_at
