@@ -71,10 +71,17 @@ class VerifiedEnvelope:
 
 
 def _b64(value: Any, what: str) -> bytes:
+    """Decode base64; DSSE allows standard or URL-safe alphabets, padded or not."""
     if not isinstance(value, str):
         raise EnvelopeError(f"{what} must be a base64 string")
+    text = value.strip()
+    if "-" in text or "_" in text:
+        text = text.replace("-", "+").replace("_", "/")
+    if text.rstrip("=") != text:
+        text = text.rstrip("=")
+    text += "=" * (-len(text) % 4)
     try:
-        return base64.b64decode(value, validate=True)
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise EnvelopeError(f"{what} is not valid base64") from exc
 
@@ -93,9 +100,13 @@ def parse_envelope(envelope: Any) -> tuple[str, bytes, list[tuple[str, bytes]]]:
     for i, sig in enumerate(sigs):
         if not isinstance(sig, dict):
             raise EnvelopeError(f"envelope.signatures[{i}] must be an object")
-        out.append(
-            (str(sig.get("keyid", "")), _b64(sig.get("sig"), f"envelope.signatures[{i}].sig"))
-        )
+        keyid = sig.get("keyid") or ""
+        if not isinstance(keyid, str):
+            raise EnvelopeError(f"envelope.signatures[{i}].keyid must be a string")
+        raw = _b64(sig.get("sig"), f"envelope.signatures[{i}].sig")
+        if not raw:
+            raise EnvelopeError(f"envelope.signatures[{i}].sig is empty")
+        out.append((keyid, raw))
     return payload_type, payload, out
 
 
@@ -128,10 +139,14 @@ def verify_envelope(
     )
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def parse_statement(payload: bytes) -> dict[str, Any]:
     try:
-        stmt = json.loads(payload)
-    except ValueError as exc:
+        stmt = json.loads(payload, parse_constant=_reject_constant)
+    except ValueError as exc:  # includes UnicodeDecodeError
         raise EnvelopeError("payload is not JSON") from exc
     if not isinstance(stmt, dict) or stmt.get("_type") != STATEMENT_TYPE:
         raise EnvelopeError(
@@ -146,8 +161,11 @@ def parse_statement(payload: bytes) -> dict[str, Any]:
 
 
 def subject_digests(stmt: dict[str, Any]) -> set[str]:
+    """The subjects' sha256 digests (lower-cased hex strings)."""
     return {
-        s.get("digest", {}).get("sha256", "")
+        s["digest"]["sha256"].lower()
         for s in stmt.get("subject", [])
-        if isinstance(s, dict) and isinstance(s.get("digest"), dict)
+        if isinstance(s, dict)
+        and isinstance(s.get("digest"), dict)
+        and isinstance(s["digest"].get("sha256"), str)
     }

@@ -3,14 +3,16 @@
 Read from ``CHARTER_SIGNING_KEY`` (PEM text) or ``CHARTER_SIGNING_KEY_FILE``
 (a PEM file); with neither set and not in production, generated once into
 ``var/portal_signing_key.pem`` (mode 0600). Never stored in the database.
-Rotation: ``CHARTER_SIGNING_KEY_PREVIOUS_FILES`` lists older PEM files whose
-public keys stay valid for verification.
+Rotation: ``CHARTER_SIGNING_KEY_PREVIOUS_FILES`` lists older PEM files (public
+keys, or the retired private keys) whose public keys stay valid for
+verification.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -31,14 +33,19 @@ def key_id(public_key: Ed25519PublicKey) -> str:
 
 
 def public_pem(public_key: Ed25519PublicKey) -> str:
+    """SubjectPublicKeyInfo PEM text of a public key."""
     return public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode()
 
 
 def load_public_pem(pem: str | bytes) -> Ed25519PublicKey:
+    """Parse a PEM public key; ValueError unless it is a readable Ed25519 public key."""
     data = pem.encode() if isinstance(pem, str) else pem
-    key = serialization.load_pem_public_key(data)
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a readable PEM public key ({exc})") from exc
     if not isinstance(key, Ed25519PublicKey):
         raise ValueError("not an Ed25519 public key")
     return key
@@ -75,6 +82,7 @@ def _load_private(pem: bytes, origin: str) -> Ed25519PrivateKey:
 
 
 def _generate_local(path: Path) -> Ed25519PrivateKey:
+    """Generate the local key once; a concurrent process that wins the race wins for all."""
     key = Ed25519PrivateKey.generate()
     path.parent.mkdir(parents=True, exist_ok=True)
     pem = key.private_bytes(
@@ -82,9 +90,20 @@ def _generate_local(path: Path) -> Ed25519PrivateKey:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
+    # Write a private temporary file completely, then link it into place: the link
+    # is atomic and fails if another process got there first, so no reader ever
+    # sees a half-written key and two processes never end up with different keys.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".portal_key.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+        os.chmod(tmp, 0o600)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return _load_private(path.read_bytes(), str(path))
+    finally:
+        os.unlink(tmp)
     return key
 
 
@@ -111,9 +130,22 @@ def portal_key() -> PortalKey:
     return PortalKey(_generate_local(path))
 
 
+def _load_previous(file: str) -> Ed25519PublicKey:
+    try:
+        data = Path(file).read_bytes()
+    except OSError as exc:
+        raise SigningKeyUnavailable(
+            f"CHARTER_SIGNING_KEY_PREVIOUS_FILES: {file}: {exc.strerror}"
+        ) from exc
+    # A retired key's public half is enough (and safer to keep around than the
+    # private one); a private PEM is accepted too for backwards compatibility.
+    try:
+        return load_public_pem(data)
+    except ValueError:
+        return _load_private(data, file).public_key()
+
+
 def previous_public_keys() -> list[Ed25519PublicKey]:
     """Public halves of retired portal keys, kept so old signatures still verify."""
-    keys = []
-    for file in filter(None, os.environ.get("CHARTER_SIGNING_KEY_PREVIOUS_FILES", "").split(",")):
-        keys.append(_load_private(Path(file.strip()).read_bytes(), file).public_key())
-    return keys
+    files = os.environ.get("CHARTER_SIGNING_KEY_PREVIOUS_FILES", "").split(",")
+    return [_load_previous(file.strip()) for file in files if file.strip()]

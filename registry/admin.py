@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
 from portal.permissions import Access
-from registry import services
+from registry import services, signing
 from registry.models import (
     Artifact,
+    Attestation,
     Dataset,
     DatasetVersion,
     Deployment,
     Evidence,
     Model,
     ModelVersion,
+    SigningKey,
     UseCase,
 )
 
@@ -139,3 +142,75 @@ class DeploymentAdmin(ServiceAdmin):
     list_display = ("__str__", "environment", "status", "released_at")
     list_filter = ("environment", "status")
     exclude = ("use_case",)
+
+
+# ---------------------------------------------------------------- signing
+
+
+class SigningKeyAddForm(forms.ModelForm):
+    class Meta:
+        model = SigningKey
+        fields = ("name", "kind", "public_key_pem", "owner")
+
+
+@admin.register(SigningKey)
+class SigningKeyAdmin(admin.ModelAdmin):
+    """Keys are added and revoked through registry.signing; nothing else is editable."""
+
+    list_display = ("key_id", "kind", "owner", "name", "created_at", "revoked_at")
+    list_filter = ("kind",)
+    search_fields = ("key_id", "name", "owner__username")
+    actions = ("revoke_selected",)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = SigningKeyAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ()
+        return [f.name for f in SigningKey._meta.fields]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if change:
+            return
+        data = form.cleaned_data
+        saved = signing.register_signing_key(
+            Access(user=request.user),
+            public_key_pem=data["public_key_pem"],
+            kind=data["kind"],
+            name=data.get("name", ""),
+            owner=data.get("owner") or request.user,
+        )
+        obj.pk = saved.pk
+        obj.refresh_from_db()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected keys (reason: revoked in admin)")
+    def revoke_selected(self, request: HttpRequest, queryset: Any) -> None:
+        access = Access(user=request.user)
+        for key in queryset.filter(revoked_at__isnull=True):
+            signing.revoke_signing_key(access, key, reason="revoked in admin")
+
+
+@admin.register(Attestation)
+class AttestationAdmin(admin.ModelAdmin):
+    """Read-only: attestations are created by verification, never edited."""
+
+    list_display = ("pk", "artifact", "evidence", "signer_key", "verdict", "verified_at")
+    list_filter = ("verdict", "portal_signed")
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return Access(user=request.user).filter(super().get_queryset(request))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -7,6 +7,8 @@ visibility for all of them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -421,3 +423,125 @@ class Deployment(models.Model):
     def __str__(self) -> str:
         region = f"/{self.region}" if self.region else ""
         return f"{self.model_version} → {self.environment}{region}"
+
+
+class SigningKey(models.Model):
+    """An Ed25519 public key of a person, a pipeline or the portal itself.
+
+    ``key_id`` is Charter's id (SHA-256 hex of the raw 32-byte public key);
+    ``sslib_key_id`` is the id securesystemslib computes by default for the same
+    key, so envelopes signed with either id resolve to this row.
+    """
+
+    class Kind(models.TextChoices):
+        PERSON = "person", "Person"
+        PIPELINE = "pipeline", "Pipeline"
+        PORTAL = "portal", "Portal"
+
+    key_id = models.CharField(max_length=64, unique=True, validators=[sha256_validator])
+    sslib_key_id = models.CharField(max_length=64, db_index=True, validators=[sha256_validator])
+    name = models.CharField(max_length=200, blank=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    public_key_pem = models.TextField()
+    owner = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="signing_keys"
+    )
+    created_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.TextField(blank=True)
+    revoked_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(kind="portal") & models.Q(owner__isnull=True))
+                | (~models.Q(kind="portal") & models.Q(owner__isnull=False)),
+                name="signingkey_owner_matches_kind",
+            )
+        ]
+
+    def __str__(self) -> str:
+        who = self.owner.get_username() if self.owner_id else "portal"  # type: ignore[union-attr]
+        return f"{self.kind} key {self.key_id[:16]} ({who})"
+
+    def revoked_by_time(self, when: Any) -> bool:
+        """True when the key was revoked at or before ``when``."""
+        return self.revoked_at is not None and self.revoked_at <= when
+
+
+class Attestation(models.Model):
+    """A DSSE envelope (in-toto Statement v1) over an artifact or evidence item.
+
+    ``verdict`` is the result of verification on receipt (``verified_at``).
+    Refused envelopes are not stored (their refusal is an audit event); a key
+    revoked later leaves the verdict standing, and the deployment gate
+    re-verifies.
+    """
+
+    class Verdict(models.TextChoices):
+        VERIFIED = "verified", "Verified"
+        FAILED = "failed", "Failed"
+
+    use_case = models.ForeignKey(UseCase, on_delete=models.PROTECT, related_name="+")
+    artifact = models.ForeignKey(
+        Artifact, null=True, blank=True, on_delete=models.PROTECT, related_name="attestations"
+    )
+    evidence = models.ForeignKey(
+        Evidence, null=True, blank=True, on_delete=models.PROTECT, related_name="attestations"
+    )
+    envelope = models.JSONField()
+    payload_sha256 = models.CharField(max_length=64, validators=[sha256_validator])
+    payload_type = models.CharField(max_length=200)
+    predicate_type = models.CharField(max_length=500)
+    subject_sha256 = models.CharField(max_length=64, validators=[sha256_validator])
+    signer_key = models.ForeignKey(
+        SigningKey, null=True, blank=True, on_delete=models.PROTECT, related_name="attestations"
+    )
+    portal_signed = models.BooleanField(
+        default=False, help_text="signed by the portal's key on behalf of created_by"
+    )
+    verdict = models.CharField(max_length=20, choices=Verdict.choices)
+    reason = models.TextField(blank=True)
+    verified_at = models.DateTimeField()
+    created_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["use_case", "-created_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(artifact__isnull=False) & models.Q(evidence__isnull=True))
+                | (models.Q(artifact__isnull=True) & models.Q(evidence__isnull=False)),
+                name="attestation_one_target",
+            ),
+            models.UniqueConstraint(
+                fields=["artifact", "signer_key", "payload_sha256"],
+                condition=models.Q(artifact__isnull=False),
+                name="attestation_unique_artifact",
+            ),
+            models.UniqueConstraint(
+                fields=["evidence", "signer_key", "payload_sha256"],
+                condition=models.Q(evidence__isnull=False),
+                name="attestation_unique_evidence",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        if self.artifact_id:
+            target = f"artifact {self.artifact_id}"
+        else:
+            target = f"evidence {self.evidence_id}"
+        return f"attestation {self.pk} on {target} ({self.verdict})"
+
+    @property
+    def target(self) -> Artifact | Evidence:
+        return self.artifact if self.artifact_id else self.evidence  # type: ignore[return-value]

@@ -9,16 +9,18 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from portal.permissions import Access
-from registry import services
+from registry import services, signing
 from registry.api.fields import ScopedRelatedField
 from registry.models import (
     Artifact,
+    Attestation,
     Dataset,
     DatasetVersion,
     Deployment,
     Evidence,
     Model,
     ModelVersion,
+    SigningKey,
     UseCase,
 )
 
@@ -187,6 +189,53 @@ class ModelSerializer(ServiceSerializer):
         read_only_fields = ["created_at", "updated_at"]
 
 
+class AttestationBriefSerializer(serializers.ModelSerializer):
+    """An attestation as shown on its artifact or evidence item."""
+
+    signer_key_id = serializers.CharField(source="signer_key.key_id", read_only=True, default="")
+    signer = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Attestation
+        fields = [
+            "id",
+            "verdict",
+            "signer_key_id",
+            "signer",
+            "portal_signed",
+            "predicate_type",
+            "verified_at",
+        ]
+        read_only_fields = fields
+
+    def get_signer(self, obj: Attestation) -> str:
+        return signing.signer_label(obj)
+
+
+class SignatureStatusMixin(serializers.Serializer):
+    """Read-only signature status and attestations of an artifact or evidence item."""
+
+    signature_status = serializers.SerializerMethodField()
+    attestations = AttestationBriefSerializer(many=True, read_only=True)
+
+    def get_signature_status(self, obj: Any) -> str:
+        return signing.signature_status(obj.attestations.all())
+
+
+class ArtifactSignatureSerializer(SignatureStatusMixin, serializers.ModelSerializer):
+    class Meta:
+        model = Artifact
+        fields = ["id", "name", "sha256", "signature_status", "attestations"]
+        read_only_fields = fields
+
+
+class EvidenceSignatureSerializer(SignatureStatusMixin, serializers.ModelSerializer):
+    class Meta:
+        model = Evidence
+        fields = ["id", "kind", "title", "sha256", "signature_status", "attestations"]
+        read_only_fields = fields
+
+
 class ModelVersionSerializer(ServiceSerializer):
     """Register a version with its model card, metrics and dataset links in one call."""
 
@@ -209,6 +258,8 @@ class ModelVersionSerializer(ServiceSerializer):
     )
     registered_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     display = serializers.CharField(source="__str__", read_only=True)
+    artifacts = ArtifactSignatureSerializer(many=True, read_only=True)
+    evidence = EvidenceSignatureSerializer(many=True, read_only=True)
 
     class Meta:
         model = ModelVersion
@@ -230,6 +281,8 @@ class ModelVersionSerializer(ServiceSerializer):
             "subgroup_metrics",
             "parent",
             "status",
+            "artifacts",
+            "evidence",
             "registered_by",
             "created_at",
             "updated_at",
@@ -237,7 +290,20 @@ class ModelVersionSerializer(ServiceSerializer):
         read_only_fields = ["status", "created_at", "updated_at"]
 
 
-class EvidenceSerializer(ServiceSerializer):
+class EnvelopeField(serializers.JSONField):
+    """A DSSE envelope: a JSON object, or its JSON text (e.g. a multipart form field)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("write_only", True)
+        kwargs.setdefault("required", False)
+        kwargs.setdefault(
+            "help_text",
+            "DSSE envelope (in-toto Statement v1) over this object's sha256, verified on receipt",
+        )
+        super().__init__(**kwargs)
+
+
+class EvidenceSerializer(SignatureStatusMixin, ServiceSerializer):
     create_service = services.add_evidence
     parent_fields = ("use_case", "model_version")
     use_case = ScopedRelatedField(queryset=UseCase.objects.all(), required=False)
@@ -245,6 +311,7 @@ class EvidenceSerializer(ServiceSerializer):
         queryset=ModelVersion.objects.all(), required=False, allow_null=True
     )
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    envelope = EnvelopeField()
 
     class Meta:
         model = Evidence
@@ -260,18 +327,27 @@ class EvidenceSerializer(ServiceSerializer):
             "size_bytes",
             "media_type",
             "data",
+            "envelope",
+            "signature_status",
+            "attestations",
             "created_by",
             "created_at",
         ]
         read_only_fields = ["created_at"]
 
+    def create(self, validated_data: dict[str, Any]) -> Any:
+        if "envelope" not in validated_data:
+            return super().create(validated_data)
+        return signing.add_evidence_with_attestation(_access(self), **validated_data)
 
-class ArtifactSerializer(ServiceSerializer):
+
+class ArtifactSerializer(SignatureStatusMixin, ServiceSerializer):
     create_service = services.add_artifact
     parent_fields = ("model_version",)
     model_version = ScopedRelatedField(queryset=ModelVersion.objects.all())
     use_case = serializers.PrimaryKeyRelatedField(read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    envelope = EnvelopeField()
 
     class Meta:
         model = Artifact
@@ -284,10 +360,18 @@ class ArtifactSerializer(ServiceSerializer):
             "sha256",
             "size_bytes",
             "media_type",
+            "envelope",
+            "signature_status",
+            "attestations",
             "created_by",
             "created_at",
         ]
         read_only_fields = ["created_at"]
+
+    def create(self, validated_data: dict[str, Any]) -> Any:
+        if "envelope" not in validated_data:
+            return super().create(validated_data)
+        return signing.add_artifact_with_attestation(_access(self), **validated_data)
 
 
 class DeploymentSerializer(ServiceSerializer):
@@ -320,3 +404,112 @@ class DeploymentSerializer(ServiceSerializer):
             "created_at",
         ]
         read_only_fields = ["status", "created_at"]
+
+
+# ---------------------------------------------------------------- signing
+
+
+class SigningKeySerializer(serializers.ModelSerializer):
+    """A registered public key. Upload a PEM; the owner is the caller."""
+
+    kind = serializers.ChoiceField(
+        choices=[SigningKey.Kind.PERSON, SigningKey.Kind.PIPELINE], default=SigningKey.Kind.PERSON
+    )
+    public_key_pem = serializers.CharField(
+        max_length=10_000, trim_whitespace=True, help_text="Ed25519 public key, PEM"
+    )
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    revoked_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    revoked = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SigningKey
+        fields = [
+            "id",
+            "key_id",
+            "sslib_key_id",
+            "name",
+            "kind",
+            "public_key_pem",
+            "owner",
+            "created_by",
+            "created_at",
+            "revoked",
+            "revoked_at",
+            "revoked_reason",
+            "revoked_by",
+        ]
+        read_only_fields = [
+            "key_id",
+            "sslib_key_id",
+            "created_at",
+            "revoked_at",
+            "revoked_reason",
+        ]
+
+    def get_revoked(self, obj: SigningKey) -> bool:
+        return obj.revoked_at is not None
+
+    def to_representation(self, instance: SigningKey) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["kind"] = instance.kind  # the portal's own key reads as such
+        return data
+
+    def create(self, validated_data: dict[str, Any]) -> SigningKey:
+        return signing.register_signing_key(_access(self), **validated_data)
+
+
+class RevokeKeySerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000)
+    revoked_at = serializers.DateTimeField(
+        required=False, help_text="when the key stopped being trustworthy (default: now)"
+    )
+
+
+class AttestationSerializer(serializers.ModelSerializer):
+    signer_key_id = serializers.CharField(source="signer_key.key_id", read_only=True, default="")
+    signer = serializers.SerializerMethodField()
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Attestation
+        fields = [
+            "id",
+            "use_case",
+            "artifact",
+            "evidence",
+            "payload_type",
+            "predicate_type",
+            "subject_sha256",
+            "payload_sha256",
+            "signer_key",
+            "signer_key_id",
+            "signer",
+            "portal_signed",
+            "verdict",
+            "reason",
+            "verified_at",
+            "created_by",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_signer(self, obj: Attestation) -> str:
+        return signing.signer_label(obj)
+
+
+class EnvelopeUploadSerializer(serializers.Serializer):
+    envelope = EnvelopeField(required=True, write_only=False)
+
+
+class PortalSignSerializer(serializers.Serializer):
+    predicate_type = serializers.CharField(max_length=signing.MAX_PREDICATE_TYPE)
+    predicate = serializers.JSONField(required=False, default=dict)
+
+
+class PortalKeySerializer(serializers.Serializer):
+    key_id = serializers.CharField()
+    sslib_key_id = serializers.CharField()
+    public_key_pem = serializers.CharField()
+    previous = serializers.ListField(child=serializers.DictField())

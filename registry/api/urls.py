@@ -11,5 +11,8 @@ router.register("model-versions", views.ModelVersionViewSet)
 router.register("evidence", views.EvidenceViewSet)
 router.register("artifacts", views.ArtifactViewSet)
 router.register("deployments", views.DeploymentViewSet)
+router.register("signing-keys", views.SigningKeyViewSet)
+router.register("attestations", views.AttestationViewSet)
+router.register("portal-key", views.PortalKeyViewSet, basename="portal-key")
 
 urlpatterns = router.urls
