@@ -189,7 +189,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "EvidenceKindEnum": "registry.models.Evidence.Kind",
+        "SigningKeyKindEnum": "registry.models.SigningKey.Kind",
+    },
 }
 
 # Celery: the embedded default is a file-system broker that needs no server;

@@ -293,6 +293,7 @@ class ModelVersion(models.Model):
             models.UniqueConstraint(fields=["model", "version"], name="modelversion_unique")
         ]
         indexes = [
+            models.Index(fields=["-created_at"]),
             models.Index(fields=["use_case", "-created_at"]),
             models.Index(fields=["status", "-created_at"]),
         ]
