@@ -129,3 +129,31 @@ def test_failed_event_leaves_no_change(monkeypatch: pytest.MonkeyPatch) -> None:
         services.create_use_case(Access.system(), name="Never saved", purpose="x")
     assert not UseCase.objects.filter(name="Never saved").exists()
     assert audit_services.record is not broken  # only the service's reference was broken
+
+
+def test_reading_a_sensitive_datasheet_is_logged_but_an_internal_one_is_not(world: Any) -> None:
+    from tests import factories as f
+
+    secret = f.dataset_version(world.tree["a"]["dataset"], sensitivity="restricted")
+    plain = world.tree["a"]["dataset_version"]
+    client = world.client("auditor")
+    start = _head()
+    assert client.get(f"/api/v1/dataset-versions/{plain.pk}/").status_code == 200
+    assert _new_events(start) == []
+    assert client.get(f"/api/v1/dataset-versions/{secret.pk}/").status_code == 200
+    (event,) = _new_events(start)
+    assert (event.action, event.object_id, event.actor_repr) == (
+        "view",
+        str(secret.pk),
+        "auditor_user",
+    )
+
+
+def test_reading_an_artifact_is_logged(world: Any) -> None:
+    artifact = world.tree["b"]["artifact"]
+    start = _head()
+    assert world.client("board").get(f"/api/v1/artifacts/{artifact.pk}/").status_code == 200
+    (event,) = _new_events(start)
+    assert (event.action, event.object_type) == ("view", "registry.artifact")
+    # An unseen artifact is a 404 and leaves no trace of its content.
+    assert world.client("contributor_a").get(f"/api/v1/artifacts/{artifact.pk}/").status_code == 404

@@ -13,6 +13,8 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from audits.models import AuditEvent
+from audits.services import record_access
 from portal import keys as portal_keys
 from portal.api.schema import ERRORS_READ, ERRORS_WRITE
 from portal.permissions import Access
@@ -32,6 +34,19 @@ from registry.models import (
 )
 
 ATTESTATIONS_PREFETCH = ("attestations__signer_key__owner", "attestations__created_by")
+
+
+class AccessLoggedRetrieveMixin:
+    """Reading one sensitive object leaves a ``view`` event in the audit chain."""
+
+    def is_sensitive(self, obj: Any) -> bool:
+        return True
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        obj = self.get_object()  # type: ignore[attr-defined]
+        if self.is_sensitive(obj):
+            record_access(AuditEvent.Action.VIEW, actor=request.user, obj=obj)
+        return Response(self.get_serializer(obj).data)  # type: ignore[attr-defined]
 
 
 def _unavailable(exc: portal_keys.SigningKeyUnavailable) -> Response:
@@ -150,7 +165,7 @@ class DatasetViewSet(CreateReadUpdate):
 
 
 @_documented("dataset versions", "dataset version", s.DatasetVersionSerializer)
-class DatasetVersionViewSet(CreateReadUpdate):
+class DatasetVersionViewSet(AccessLoggedRetrieveMixin, CreateReadUpdate):
     queryset = DatasetVersion.objects.select_related("dataset", "created_by").prefetch_related(
         "derived_from"
     )
@@ -158,6 +173,9 @@ class DatasetVersionViewSet(CreateReadUpdate):
     filterset_class = filters.DatasetVersionFilter
     search_fields = ["version", "dataset__name"]
     ordering_fields = ["created_at", "version", "row_count", "size_bytes"]
+
+    def is_sensitive(self, obj: DatasetVersion) -> bool:
+        return obj.is_sensitive
 
 
 @_documented("models", "model", s.ModelSerializer)
@@ -197,7 +215,7 @@ class EvidenceViewSet(AttestationsMixin, CreateRead):
 
 
 @_documented("artifacts", "artifact", s.ArtifactSerializer)
-class ArtifactViewSet(AttestationsMixin, CreateRead):
+class ArtifactViewSet(AccessLoggedRetrieveMixin, AttestationsMixin, CreateRead):
     queryset = Artifact.objects.select_related("created_by").prefetch_related(
         *ATTESTATIONS_PREFETCH
     )
@@ -361,6 +379,7 @@ class AttestationViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def envelope(self, request: Request, pk: str | None = None) -> Response:
         att = self.get_object()
+        record_access(AuditEvent.Action.DOWNLOAD, actor=request.user, obj=att)
         return Response(
             att.envelope,
             headers={
