@@ -157,3 +157,47 @@ def test_reading_an_artifact_is_logged(world: Any) -> None:
     assert (event.action, event.object_type) == ("view", "registry.artifact")
     # An unseen artifact is a 404 and leaves no trace of its content.
     assert world.client("contributor_a").get(f"/api/v1/artifacts/{artifact.pk}/").status_code == 404
+
+
+def test_admin_add_and_change_go_through_services(world: Any) -> None:
+    from django.test import Client
+
+    admin = world.users["admin"]
+    admin.is_superuser = True
+    admin.save()
+    client = Client()
+    client.force_login(admin)
+    start = _head()
+    response = client.post(
+        "/admin/registry/dataset/add/",
+        {"use_case": world.uc_a.pk, "name": "from-admin", "description": "", "owner": ""},
+    )
+    assert response.status_code == 302, response.content[:2000]
+    ds = Dataset.objects.get(name="from-admin")
+    (event,) = _new_events(start)
+    assert (event.action, event.object_id, event.channel) == ("create", str(ds.pk), "admin")
+    start = _head()
+    response = client.post(
+        f"/admin/registry/dataset/{ds.pk}/change/",
+        {"use_case": world.uc_a.pk, "name": "from-admin", "description": "edited", "owner": ""},
+    )
+    assert response.status_code == 302
+    (event,) = _new_events(start)
+    assert event.action == "update" and event.changes["after"] == {"description": "edited"}
+
+
+def test_admin_refuses_invalid_status_edit_and_writes_nothing(world: Any) -> None:
+    """The admin shows status read-only; transitions go through services only."""
+    from django.test import Client
+
+    admin = world.users["admin"]
+    admin.is_superuser = True
+    admin.save()
+    client = Client()
+    client.force_login(admin)
+    uc = world.uc_a
+    start = _head()
+    page = client.get(f"/admin/registry/usecase/{uc.pk}/change/")
+    assert page.status_code == 200
+    assert b'name="status"' not in page.content
+    assert _new_events(start) == []
