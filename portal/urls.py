@@ -14,13 +14,14 @@ api.register("tokens", api_views.ApiTokenViewSet)
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("static-vendor/plotly.min.js", views.plotly_js, name="plotly-js"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("registry.urls")),
     path("access/", include("portal.access_urls")),
     path("admin/", admin.site.urls),
     path("api/v1/access/grants/", api_views.GrantView.as_view(), name="api-grants"),
-    path("api/v1/", include(api.urls)),
+    path("api/v1/", include((api.urls, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.urls import reverse
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from registry.validators import (
@@ -93,6 +94,9 @@ class UseCase(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def get_absolute_url(self) -> str:
+        return reverse("usecase-detail", args=[self.pk])
+
     @property
     def use_case_id(self) -> int:  # uniform access for the permission core
         return self.pk
@@ -124,6 +128,9 @@ class Dataset(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("dataset-detail", args=[self.pk])
 
 
 class DatasetVersion(models.Model):
@@ -195,6 +202,9 @@ class DatasetVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.dataset.name}@{self.version}"
 
+    def get_absolute_url(self) -> str:
+        return reverse("datasetversion-detail", args=[self.pk])
+
     @property
     def is_sensitive(self) -> bool:
         return self.sensitivity in {self.Sensitivity.CONFIDENTIAL, self.Sensitivity.RESTRICTED}
@@ -219,6 +229,9 @@ class Model(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("model-detail", args=[self.pk])
 
 
 class ModelVersion(models.Model):
@@ -300,6 +313,9 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.name}@{self.version}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("modelversion-detail", args=[self.pk])
 
     @property
     def model_card_missing(self) -> list[str]:
@@ -424,6 +440,9 @@ class Deployment(models.Model):
     def __str__(self) -> str:
         region = f"/{self.region}" if self.region else ""
         return f"{self.model_version} → {self.environment}{region}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("deployment-detail", args=[self.pk])
 
 
 class SigningKey(models.Model):

@@ -19,6 +19,7 @@ from portal.services import create_service_account, grant_access, issue_token
 from registry import services
 from registry.demo_data import DATASHEET, SUBGROUPS, USE_CASES, USERS
 from registry.models import UseCase
+from registry.signing import sign_artifact_as_portal
 
 User = get_user_model()
 
@@ -155,6 +156,19 @@ class Command(BaseCommand):
                 sha256=_sha(f"{slug}-{end}"),
                 size_bytes=rows * 310,
                 row_count=rows,
+                quality_summary={
+                    "columns": {
+                        "applicant_age": {"nulls": 0, "null_rate": 0.0, "distinct": 71},
+                        "income": {"nulls": rows // 40, "null_rate": 0.025, "distinct": ">1000"},
+                        "region": {"nulls": 0, "null_rate": 0.0, "distinct": 12},
+                        "tenure_months": {
+                            "nulls": rows // 200,
+                            "null_rate": 0.005,
+                            "distinct": 480,
+                        },
+                        "label": {"nulls": 0, "null_rate": 0.0, "distinct": 2},
+                    }
+                },
                 schema=[
                     {"name": "applicant_age", "type": "integer"},
                     {"name": "income", "type": "number"},
@@ -208,7 +222,7 @@ class Command(BaseCommand):
                 subgroup_metrics=sub,
                 parent=parent,
             )
-            services.add_artifact(
+            artifact = services.add_artifact(
                 access,
                 model_version=mv,
                 name="model.ubj",
@@ -217,6 +231,13 @@ class Command(BaseCommand):
                 size_bytes=4_200_000 + 100_000 * i,
                 media_type="application/octet-stream",
             )
+            if i < 2:  # older versions were signed at build time; the newest awaits it
+                sign_artifact_as_portal(
+                    access,
+                    artifact,
+                    "https://slsa.dev/provenance/v1",
+                    {"builder": {"id": f"https://ci.example.org/{slug}"}, "run": i},
+                )
             for kind, title in [
                 ("validation_report", "Hold-out validation report"),
                 ("bias_evaluation", "Subgroup fairness evaluation"),
