@@ -201,3 +201,35 @@ def test_admin_refuses_invalid_status_edit_and_writes_nothing(world: Any) -> Non
     assert page.status_code == 200
     assert b'name="status"' not in page.content
     assert _new_events(start) == []
+
+
+def test_admin_creates_service_account_and_revokes_token_audited(world: Any) -> None:
+    from django.contrib.auth.models import Group
+    from django.test import Client
+
+    from portal.services import issue_token
+
+    admin = world.users["admin"]
+    admin.is_superuser = True
+    admin.save()
+    client = Client()
+    client.force_login(admin)
+    start = _head()
+    contributor = Group.objects.get(name="contributor")
+    response = client.post(
+        "/admin/portal/serviceaccount/add/",
+        {"username": "ci-bot", "description": "CI", "groups": [contributor.pk]},
+    )
+    assert response.status_code == 302, response.content[:1500]
+    (event,) = _new_events(start)
+    assert event.action == "create" and event.changes["after"]["username"] == "ci-bot"
+    token, _ = issue_token(Access.system(), user=world.users["contributor_a"], name="t")
+    start = _head()
+    client.post(
+        "/admin/portal/apitoken/",
+        {"action": "revoke_tokens", "_selected_action": [token.pk]},
+    )
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    (event,) = _new_events(start)
+    assert event.action == "token_revoke"
