@@ -31,7 +31,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         return self.authenticate_token(parts[1])
 
     def authenticate_token(self, raw: str) -> tuple[Any, ApiToken]:
-        pieces = raw.split("_")
+        pieces = raw.split("_", 2)  # the secret itself may contain "_"
         if len(pieces) != 3 or pieces[0] != TOKEN_PREFIX:
             raise exceptions.AuthenticationFailed("Malformed API token.")
         token = ApiToken.objects.select_related("user").filter(prefix=pieces[1]).first()
