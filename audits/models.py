@@ -76,3 +76,19 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
         raise RuntimeError("audit events are append-only")
+
+
+class Checkpoint(models.Model):
+    """A signed statement of the chain head: DSSE envelope over {"seq","hash","time"}."""
+
+    seq = models.BigIntegerField(db_index=True)
+    hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    key_id = models.CharField(max_length=64)
+    envelope = models.JSONField()
+
+    class Meta:
+        ordering = ["seq", "id"]
+
+    def __str__(self) -> str:
+        return f"checkpoint at #{self.seq} ({self.hash[:12]}…)"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import rfc8785
@@ -18,7 +20,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from audits import context
-from audits.models import GENESIS_HASH, AuditEvent
+from audits.models import GENESIS_HASH, AuditEvent, Checkpoint
 
 # Arbitrary constant naming the audit chain's advisory lock.
 AUDIT_LOCK_KEY = 0x43484152  # "CHAR"
@@ -129,3 +131,105 @@ def record_access(action: str, *, actor: Any, obj: models.Model, **extra: Any) -
 def history_for(obj: models.Model) -> models.QuerySet[AuditEvent]:
     object_type, object_id, _ = object_label(obj)
     return AuditEvent.objects.filter(object_type=object_type, object_id=object_id)
+
+
+def create_checkpoint(*, actor: Any = None) -> Checkpoint | None:
+    """Sign the chain head, then log the checkpoint as an event of its own.
+
+    A no-op (returning None) when no event other than checkpoint events was
+    written since the last checkpoint, or when the chain is empty.
+    """
+    from audits.verify import CHECKPOINT_PAYLOAD_TYPE
+    from portal.dsse import sign_envelope
+    from portal.keys import portal_key
+
+    key = portal_key()  # fail before taking the lock if there is no key
+    with transaction.atomic():
+        _lock_head()
+        moved = (
+            AuditEvent.objects.exclude(action=AuditEvent.Action.CHECKPOINT)
+            .order_by("-seq")
+            .values_list("seq", flat=True)
+            .first()
+        )
+        last = Checkpoint.objects.order_by("-seq").values_list("seq", flat=True).first()
+        if moved is None or (last is not None and moved <= last):
+            return None
+        seq, head_hash = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+        now = timezone.now()
+        body = rfc8785.dumps({"seq": seq, "hash": head_hash, "time": format_time(now)})
+        envelope = sign_envelope(body, key.key_id, key.sign, payload_type=CHECKPOINT_PAYLOAD_TYPE)
+        checkpoint = Checkpoint.objects.create(
+            seq=seq, hash=head_hash, created_at=now, key_id=key.key_id, envelope=envelope
+        )
+        record(
+            AuditEvent.Action.CHECKPOINT,
+            actor=actor,
+            obj=checkpoint,
+            changes={"seq": seq, "hash": head_hash, "key_id": key.key_id},
+        )
+        return checkpoint
+
+
+def _public_keys_pem() -> str:
+    from portal.keys import portal_key, previous_public_keys, public_pem
+
+    pems = [portal_key().public_pem]
+    pems += [public_pem(k) for k in previous_public_keys()]
+    return "".join(p if p.endswith("\n") else p + "\n" for p in dict.fromkeys(pems))
+
+
+def export_chain(out: str | Path, *, actor: Any = None) -> tuple[int, int]:
+    """Write the chain to a zip for offline checking; returns (events, checkpoints).
+
+    The zip holds ``events.jsonl`` (one ``{"seq","prev_hash","hash","payload"}``
+    object per line, ``payload`` the exact stored text), ``checkpoints.json`` and
+    ``portal_public_keys.pem``. The export is audited first, so the file ends
+    with its own "export" event; later events are left out for a consistent cut.
+    """
+    out = Path(out)
+    with transaction.atomic():
+        event = record(
+            AuditEvent.Action.EXPORT,
+            actor=actor,
+            object_type="audits.auditevent",
+            object_repr=f"audit chain export to {out.name}",
+        )
+    last_seq = event.seq
+    checkpoints = [
+        {
+            "seq": cp.seq,
+            "hash": cp.hash,
+            "created_at": format_time(cp.created_at),
+            "key_id": cp.key_id,
+            "envelope": cp.envelope,
+        }
+        for cp in Checkpoint.objects.filter(seq__lte=last_seq).order_by("seq", "id")
+    ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("events.jsonl", "w") as stream, connection.cursor() as cursor:
+            after = 0
+            while after < last_seq:
+                cursor.execute(
+                    "SELECT seq, prev_hash, hash, payload FROM audits_auditevent "
+                    "WHERE seq > %s AND seq <= %s ORDER BY seq LIMIT %s",
+                    [after, last_seq, 20_000],
+                )
+                rows = cursor.fetchall()
+                if not rows:
+                    break
+                lines = [
+                    json.dumps(
+                        {"seq": s, "prev_hash": p, "hash": h, "payload": body},
+                        ensure_ascii=False,
+                    )
+                    for s, p, h, body in rows
+                ]
+                stream.write(("\n".join(lines) + "\n").encode("utf-8"))
+                count += len(rows)
+                after = rows[-1][0]
+        archive.writestr("checkpoints.json", json.dumps(checkpoints, indent=1) + "\n")
+        archive.writestr("portal_public_keys.pem", _public_keys_pem())
+    return count, len(checkpoints)

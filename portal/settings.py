@@ -216,6 +216,10 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery beat: sign a checkpoint of the audit chain head every hour.
+CELERY_BEAT_SCHEDULE = {
+    "audit-checkpoint-hourly": {"task": "audits.tasks.make_checkpoint", "schedule": 3600.0},
+}
 
 MAILERS = {
     "default": {

@@ -1,0 +1,281 @@
+"""Audit chain cost (issue 3): write overhead and verification speed.
+
+    .venv/bin/python bench/audit_bench.py [--seconds 5] [--events 1000000]
+
+(i) Writes/s of ``registry.services.update_use_case`` (full_clean, save and an
+audit event) against a baseline doing the same full_clean + save in
+``transaction.atomic`` without ``record()``, with 1 and 8 concurrent processes
+(each its own connection and its own use case).
+
+(ii) Verification speed over N synthetic valid events (RFC 8785 payloads hashed
+in Python, loaded with COPY after a TRUNCATE) for ``verify_chain`` fast and deep
+modes, against raw ``hashlib.sha256`` over the same (prev_hash + payload) bytes
+in memory.
+
+Runs against its own database (``charter_audit_bench``, created and migrated if
+missing); the audit table there is truncated for (ii).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import multiprocessing as mp
+import os
+import platform
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DB = os.environ.setdefault("BENCH_DATABASE_NAME", "charter_audit_bench")
+os.environ.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{DB}")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+os.environ.setdefault("CHARTER_VAR_DIR", str(ROOT / "var" / "bench"))
+
+
+def ensure_database() -> None:
+    import psycopg
+
+    url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{DB}"')
+
+
+def setup_django() -> None:
+    import django
+
+    django.setup()
+
+
+# ----------------------------------------------------------------- (i) writes
+
+
+def _writer(mode: str, seconds: float, start: Any, out: Any) -> None:
+    setup_django()
+    from django.db import connection, transaction
+
+    from portal.permissions import Access
+    from registry import services
+    from registry.models import UseCase
+
+    access = Access.system()
+    uc = services.create_use_case(
+        access, name=f"bench {uuid.uuid4().hex}", purpose="p", risk_tier="high"
+    )
+    uc = UseCase.objects.get(pk=uc.pk)
+    start.wait()
+    n = 0
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    while time.perf_counter() < deadline:
+        value = f"Purpose {n % 2}"
+        if mode == "audit":
+            services.update_use_case(access, uc, purpose=value)
+        else:
+            with transaction.atomic():
+                uc.purpose = value
+                uc.full_clean()
+                uc.save()
+        n += 1
+    out.put((n, time.perf_counter() - t0))
+    connection.close()
+
+
+def writes_per_second(mode: str, procs: int, seconds: float) -> float:
+    ctx = mp.get_context("spawn")
+    start = ctx.Barrier(procs)
+    out = ctx.Queue()
+    workers = [ctx.Process(target=_writer, args=(mode, seconds, start, out)) for _ in range(procs)]
+    for w in workers:
+        w.start()
+    results = [out.get() for _ in workers]
+    for w in workers:
+        w.join()
+    return sum(n for n, _ in results) / max(t for _, t in results)
+
+
+# ---------------------------------------------------------- (ii) verification
+
+COLUMNS = (
+    "seq, created_at, actor_id, actor_repr, action, object_type, object_id, object_repr, "
+    "changes, request_id, client_ip, user_agent, channel, payload, prev_hash, hash"
+)
+
+
+def fill_chain(n: int) -> list[bytes]:
+    """TRUNCATE and COPY n valid events; return each event's prev_hash + payload bytes."""
+    import psycopg
+    import rfc8785
+    from psycopg.types.json import Jsonb
+
+    blobs: list[bytes] = []
+    prev = "0" * 64
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    actions = ["create", "update", "transition", "view", "download"]
+    with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+        conn.execute("SET charter.allow_truncate = 'on'")
+        conn.execute("TRUNCATE audits_auditevent, audits_checkpoint")
+        with conn.cursor() as cur, cur.copy(f"COPY audits_auditevent ({COLUMNS}) FROM STDIN") as cp:
+            for seq in range(1, n + 1):
+                when = base + timedelta(milliseconds=seq)
+                action = actions[seq % 5]
+                object_id = str(seq % 5000 + 1)
+                changes = {
+                    "before": {"purpose": f"Purpose {seq % 2}", "risk_tier": "high"},
+                    "after": {"purpose": f"Purpose {(seq + 1) % 2}", "score": seq / 7},
+                }
+                request_id = f"{seq:032x}"
+                event = {
+                    "seq": seq,
+                    "time": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    "actor": f"user{seq % 50}",
+                    "actor_id": seq % 50 + 1,
+                    "action": action,
+                    "object_type": "registry.usecase",
+                    "object_id": object_id,
+                    "object_repr": f"Use case {object_id} — crédit",
+                    "changes": changes,
+                    "request_id": request_id,
+                    "client_ip": "10.0.0.1",
+                    "user_agent": "Mozilla/5.0 (bench)",
+                    "channel": "web",
+                    "token_id": None,
+                }
+                payload = rfc8785.dumps(event)
+                blob = prev.encode("ascii") + payload
+                digest = hashlib.sha256(blob).hexdigest()
+                blobs.append(blob)
+                cp.write_row(
+                    (
+                        seq,
+                        when,
+                        seq % 50 + 1,
+                        event["actor"],
+                        action,
+                        "registry.usecase",
+                        object_id,
+                        event["object_repr"],
+                        Jsonb(changes),
+                        request_id,
+                        "10.0.0.1",
+                        "Mozilla/5.0 (bench)",
+                        "web",
+                        payload.decode("utf-8"),
+                        prev,
+                        digest,
+                    )
+                )
+                prev = digest
+        conn.commit()
+    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE audits_auditevent")
+    return blobs
+
+
+def raw_hash_rate(blobs: list[bytes]) -> float:
+    sha256 = hashlib.sha256
+    t0 = time.perf_counter()
+    for blob in blobs:
+        sha256(blob).hexdigest()
+    return len(blobs) / (time.perf_counter() - t0)
+
+
+def verify_rate(deep: bool, n: int) -> float:
+    from audits.verify import verify_chain
+
+    t0 = time.perf_counter()
+    result = verify_chain(deep=deep)
+    elapsed = time.perf_counter() - t0
+    assert result.ok and result.length == n, result
+    return n / elapsed
+
+
+# ------------------------------------------------------------------- report
+
+
+def machine() -> str:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem_kb = next(
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
+    except (OSError, StopIteration):
+        mem_kb = 0
+    return (
+        f"{os.cpu_count()} CPUs (nproc), {mem_kb / 1024 / 1024:.1f} GiB RAM, {model}; "
+        f"Python {platform.python_version()}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--skip-writes", action="store_true")
+    args = parser.parse_args()
+
+    ensure_database()
+    setup_django()
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0)
+    pg = connection.cursor().connection.info.server_version
+    connection.close()
+
+    print(f"machine: {machine()}; PostgreSQL {pg // 10000}.{pg % 10000}")
+    rows: list[tuple[str, str, str, str]] = []
+    if not args.skip_writes:
+        for procs in (1, 8):
+            base = writes_per_second("baseline", procs, args.seconds)
+            audit = writes_per_second("audit", procs, args.seconds)
+            added = base / audit - 1
+            print(f"writes, {procs} proc: baseline {base:.0f}/s, audited {audit:.0f}/s")
+            rows.append(
+                (
+                    f"update_use_case, {procs} process{'es' if procs > 1 else ''}",
+                    f"{base:,.0f} writes/s",
+                    f"{audit:,.0f} writes/s",
+                    f"audit adds {added:.0%} per write",
+                )
+            )
+
+    t0 = time.perf_counter()
+    blobs = fill_chain(args.events)
+    print(f"filled {args.events:,} events in {time.perf_counter() - t0:.1f} s")
+    raw = raw_hash_rate(blobs)
+    del blobs
+    for deep in (False, True):
+        rate = verify_rate(deep, args.events)
+        label = "deep" if deep else "fast"
+        print(f"verify {label}: {rate:,.0f} events/s vs raw {raw:,.0f}/s = {rate / raw:.0%}")
+        rows.append(
+            (
+                f"verify_chain {label}, {args.events:,} events",
+                f"{raw:,.0f} hashes/s (raw)",
+                f"{rate:,.0f} events/s",
+                f"{rate / raw:.0%} of raw hashing",
+            )
+        )
+    print()
+    print("| measurement | baseline | with audit chain | result |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
