@@ -92,3 +92,18 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint at #{self.seq} ({self.hash[:12]}…)"
+
+
+class ChainHead(models.Model):
+    """One row (id=1) holding the chain's last seq and hash, on PostgreSQL.
+
+    ``UPDATE … RETURNING`` on it takes the writers' lock and reads the head in
+    one round trip; the row is re-created from the event table if it is ever
+    missing (e.g. after a test database flush).
+    """
+
+    seq = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64, default=GENESIS_HASH)
+
+    def __str__(self) -> str:
+        return f"head #{self.seq}"

@@ -57,10 +57,74 @@ def object_label(obj: models.Model) -> tuple[str, str, str]:
     return f"{meta.app_label}.{meta.model_name}", str(obj.pk), str(obj)[:300]
 
 
+_ADVANCE_HEAD = "UPDATE audits_chainhead SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"
+_SEED_HEAD = """
+INSERT INTO audits_chainhead (id, seq, hash)
+SELECT 1, coalesce(max(seq), 0),
+       coalesce((SELECT hash FROM audits_auditevent ORDER BY seq DESC LIMIT 1), %s)
+FROM audits_auditevent
+ON CONFLICT (id) DO NOTHING
+"""
+_COLUMNS = (
+    "seq",
+    "created_at",
+    "actor_id",
+    "actor_repr",
+    "action",
+    "object_type",
+    "object_id",
+    "object_repr",
+    "changes",
+    "request_id",
+    "client_ip",
+    "user_agent",
+    "channel",
+    "payload",
+    "prev_hash",
+    "hash",
+)
+_INSERT_EVENT = (
+    "WITH head AS (UPDATE audits_chainhead SET hash = %s WHERE id = 1) "
+    "INSERT INTO audits_auditevent (" + ", ".join(_COLUMNS) + ") "  # constants only
+    "VALUES (" + ", ".join(["%s"] * len(_COLUMNS)) + ") RETURNING id"
+)
+
+
 def _lock_head() -> None:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+    """Hold the writers' lock on the chain head until the transaction ends."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT seq FROM audits_chainhead WHERE id = 1 FOR UPDATE")
+        if cursor.fetchone() is None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [AUDIT_LOCK_KEY])
+            cursor.execute(_SEED_HEAD, [GENESIS_HASH])
+            cursor.execute("SELECT seq FROM audits_chainhead WHERE id = 1 FOR UPDATE")
+
+
+def _advance_head_postgresql() -> tuple[int, str]:
+    """Lock the chain head and claim the next seq, in one round trip.
+
+    The row lock is held until the transaction ends, so writers append one at a
+    time; under READ COMMITTED the UPDATE sees the latest committed head.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_ADVANCE_HEAD)
+        row = cursor.fetchone()
+        if row is None:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [AUDIT_LOCK_KEY])
+            cursor.execute(_SEED_HEAD, [GENESIS_HASH])
+            cursor.execute(_ADVANCE_HEAD)
+            row = cursor.fetchone()
+    return row[0], row[1]
+
+
+def _next_link() -> tuple[int, str]:
+    if connection.vendor == "postgresql":
+        return _advance_head_postgresql()
+    # SQLite: transactions take the database write lock up front (IMMEDIATE).
+    head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+    return (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
 
 
 def record(
@@ -81,13 +145,8 @@ def record(
     ctx = context.current()
     if actor is not None and getattr(actor, "is_anonymous", False):
         actor = None
-    _lock_head()
-    head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
-    seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
-    now = timezone.now()
-    event = {
-        "seq": seq,
-        "time": format_time(now),
+    # Everything but seq and time is prepared before the head is locked.
+    body = {
         "actor": actor_label(actor),
         "actor_id": actor.pk if actor is not None else None,
         "action": action,
@@ -101,25 +160,38 @@ def record(
         "channel": ctx.channel,
         "token_id": ctx.token_id,
     }
-    payload = canonical(event)
-    return AuditEvent.objects.create(
+    seq, prev_hash = _next_link()
+    now = timezone.now()
+    payload = canonical({"seq": seq, "time": format_time(now), **body})
+    event = AuditEvent(
         seq=seq,
         created_at=now,
         actor=actor,
-        actor_repr=event["actor"],
+        actor_repr=body["actor"],
         action=action,
         object_type=object_type,
         object_id=object_id,
-        object_repr=event["object_repr"],
-        changes=event["changes"],
+        object_repr=body["object_repr"],
+        changes=body["changes"],
         request_id=ctx.request_id,
         client_ip=ctx.client_ip,
-        user_agent=event["user_agent"],
+        user_agent=body["user_agent"],
         channel=ctx.channel,
         payload=payload.decode("utf-8"),
         prev_hash=prev_hash,
         hash=chain_hash(prev_hash, payload),
     )
+    if connection.vendor == "postgresql":
+        values = [getattr(event, "actor_id" if c == "actor_id" else c) for c in _COLUMNS]
+        values[_COLUMNS.index("changes")] = json.dumps(event.changes)
+        with connection.cursor() as cursor:
+            cursor.execute(_INSERT_EVENT, [event.hash, *values])
+            event.pk = cursor.fetchone()[0]
+        event._state.adding = False
+        event._state.db = connection.alias
+    else:
+        event.save()
+    return event
 
 
 def record_access(action: str, *, actor: Any, obj: models.Model, **extra: Any) -> AuditEvent:

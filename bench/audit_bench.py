@@ -121,7 +121,7 @@ def fill_chain(n: int) -> list[bytes]:
     actions = ["create", "update", "transition", "view", "download"]
     with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
         conn.execute("SET charter.allow_truncate = 'on'")
-        conn.execute("TRUNCATE audits_auditevent, audits_checkpoint")
+        conn.execute("TRUNCATE audits_auditevent, audits_checkpoint, audits_chainhead")
         with conn.cursor() as cur, cur.copy(f"COPY audits_auditevent ({COLUMNS}) FROM STDIN") as cp:
             for seq in range(1, n + 1):
                 when = base + timedelta(milliseconds=seq)

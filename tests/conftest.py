@@ -30,6 +30,22 @@ def _test_settings(settings: Any, tmp_path: Any) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _roles_after_flush(request: Any) -> None:
+    """Transactional tests flush the database, data-migration rows included: restore roles."""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = "transactional_db" in request.fixturenames or "live_server" in (
+        request.fixturenames
+    )
+    if marker is not None and marker.kwargs.get("transaction"):
+        transactional = True
+    if transactional:
+        from django.contrib.auth.models import Group, Permission
+
+        request.getfixturevalue("transactional_db")
+        roles.ensure_roles(Group, Permission)
+
+
+@pytest.fixture(autouse=True)
 def _eager_celery() -> Any:
     """Tasks run in-process unless a test starts a real worker (tests/worker.py)."""
     from portal.celery import app

@@ -3,26 +3,7 @@
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-ROLE_PERMS = {
-    "admin": [
-        "registry.view_usecase",
-        "registry.add_usecase",
-        "registry.change_usecase",
-        "registry.contribute_usecase",
-        "registry.manage_access",
-        "audits.view_auditevent",
-    ],
-    "governance board": ["registry.view_usecase", "audits.view_auditevent"],
-    "risk officer": [
-        "registry.view_usecase",
-        "registry.add_usecase",
-        "registry.change_usecase",
-        "audits.view_auditevent",
-    ],
-    "auditor": ["registry.view_usecase", "audits.view_auditevent"],
-    "contributor": ["registry.add_usecase"],
-    "viewer": [],
-}
+from portal.roles import ROLE_PERMS, ensure_roles
 
 
 def create_roles(apps, schema_editor):
@@ -30,15 +11,7 @@ def create_roles(apps, schema_editor):
         app_config.models_module = True
         create_permissions(app_config, apps=apps, verbosity=0)
         app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for role, perms in ROLE_PERMS.items():
-        group, _ = Group.objects.get_or_create(name=role)
-        for dotted in perms:
-            app_label, codename = dotted.split(".")
-            group.permissions.add(
-                Permission.objects.get(content_type__app_label=app_label, codename=codename)
-            )
+    ensure_roles(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
 
 
 def remove_roles(apps, schema_editor):
