@@ -84,7 +84,7 @@ _COLUMNS = (
     "hash",
 )
 _INSERT_EVENT = (
-    "WITH head AS (UPDATE audits_chainhead SET hash = %s WHERE id = 1) "
+    "WITH head AS (UPDATE audits_chainhead SET hash = %s WHERE id = 1) "  # noqa: S608
     "INSERT INTO audits_auditevent (" + ", ".join(_COLUMNS) + ") "  # constants only
     "VALUES (" + ", ".join(["%s"] * len(_COLUMNS)) + ") RETURNING id"
 )

@@ -303,6 +303,15 @@ class EnvelopeField(serializers.JSONField):
         super().__init__(**kwargs)
 
 
+class ModelVersionListSerializer(ModelVersionSerializer):
+    """The list form: the model card and links, without nested artifacts and evidence."""
+
+    class Meta(ModelVersionSerializer.Meta):
+        fields = [
+            f for f in ModelVersionSerializer.Meta.fields if f not in ("artifacts", "evidence")
+        ]
+
+
 class EvidenceSerializer(SignatureStatusMixin, ServiceSerializer):
     create_service = services.add_evidence
     parent_fields = ("use_case", "model_version")

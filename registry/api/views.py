@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.db.models import Prefetch
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
@@ -189,13 +190,25 @@ class ModelViewSet(CreateReadUpdate):
 
 @_documented("model versions", "model version", s.ModelVersionSerializer)
 class ModelVersionViewSet(TransitionMixin, CreateReadUpdate):
+    _ids_only = DatasetVersion.objects.only("id")
     queryset = ModelVersion.objects.select_related("model", "registered_by").prefetch_related(
-        "training_datasets",
-        "validation_datasets",
-        "test_datasets",
+        Prefetch("training_datasets", queryset=_ids_only),
+        Prefetch("validation_datasets", queryset=_ids_only),
+        Prefetch("test_datasets", queryset=_ids_only),
+    )
+    detail_prefetch = (
         *(f"artifacts__{p}" for p in ATTESTATIONS_PREFETCH),
         *(f"evidence__{p}" for p in ATTESTATIONS_PREFETCH),
     )
+
+    def get_queryset(self) -> Any:
+        if self.action == "list":
+            return self.queryset
+        return self.queryset.prefetch_related(*self.detail_prefetch)
+
+    def get_serializer_class(self) -> Any:
+        return s.ModelVersionListSerializer if self.action == "list" else s.ModelVersionSerializer
+
     serializer_class = s.ModelVersionSerializer
     filterset_class = filters.ModelVersionFilter
     search_fields = ["version", "model__name", "code_commit"]
