@@ -54,5 +54,8 @@ def main(base: str, out: Path, user: str = "board", pages: list[str] | None = No
 
 
 if __name__ == "__main__":
-    extra = sys.argv[3:]
-    sys.exit(main(sys.argv[1], Path(sys.argv[2]), pages=extra))
+    args = sys.argv[1:]
+    who = "board"
+    if args and args[0].startswith("--user="):
+        who = args.pop(0).split("=", 1)[1]
+    sys.exit(main(args[0], Path(args[1]), user=who, pages=args[2:]))
