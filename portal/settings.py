@@ -221,11 +221,24 @@ CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint-hourly": {"task": "audits.tasks.make_checkpoint", "schedule": 3600.0},
 }
 
+_MAIL_DEFAULT = "smtp" if PRODUCTION else "console"
 MAILERS = {
     "default": {
-        "BACKEND": env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+        "BACKEND": env_str(
+            "EMAIL_BACKEND", f"django.core.mail.backends.{_MAIL_DEFAULT}.EmailBackend"
+        ),
+        "OPTIONS": (
+            {
+                "host": env_str("EMAIL_HOST", "localhost"),
+                "port": env_int("EMAIL_PORT", 25),
+                "use_tls": env_bool("EMAIL_USE_TLS", False),
+            }
+            if _MAIL_DEFAULT == "smtp"
+            else {}
+        ),
     }
 }
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "charter@localhost")
 
 # Security posture. The hardened values are on whenever CHARTER_PRODUCTION is.
 SESSION_COOKIE_HTTPONLY = True

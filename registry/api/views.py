@@ -79,26 +79,28 @@ class AttestationsMixin:
         return Response(s.AttestationSerializer(att).data, status=status.HTTP_201_CREATED)
 
 
-def _documented(plural: str, one: str, serializer: Any) -> Any:
+def _documented(plural: str, one: str, serializer: Any, *, editable: bool = True) -> Any:
     """Summaries and error responses for a viewset's standard operations."""
-    return extend_schema_view(
-        list=extend_schema(
+    operations = {
+        "list": extend_schema(
             summary=f"List the {plural} you may see",
             responses={200: serializer(many=True), **ERRORS_READ},
         ),
-        retrieve=extend_schema(
+        "retrieve": extend_schema(
             summary=f"Read one {one}", responses={200: serializer, **ERRORS_READ}
         ),
-        create=extend_schema(
+        "create": extend_schema(
             summary=f"Create a {one}", responses={201: serializer, **ERRORS_WRITE}
         ),
-        partial_update=extend_schema(
+    }
+    if editable:
+        operations["partial_update"] = extend_schema(
             summary=f"Change a {one}", responses={200: serializer, **ERRORS_WRITE}
-        ),
-        update=extend_schema(
+        )
+        operations["update"] = extend_schema(
             summary=f"Replace a {one}", responses={200: serializer, **ERRORS_WRITE}
-        ),
-    )
+        )
+    return extend_schema_view(**operations)
 
 
 class TransitionMixin:
@@ -216,7 +218,7 @@ class ModelVersionViewSet(TransitionMixin, CreateReadUpdate):
     transition_service = services.transition_model_version
 
 
-@_documented("evidence items", "evidence item", s.EvidenceSerializer)
+@_documented("evidence items", "evidence item", s.EvidenceSerializer, editable=False)
 class EvidenceViewSet(AttestationsMixin, CreateRead):
     queryset = Evidence.objects.select_related("created_by").prefetch_related(
         *ATTESTATIONS_PREFETCH
@@ -227,7 +229,7 @@ class EvidenceViewSet(AttestationsMixin, CreateRead):
     ordering_fields = ["created_at", "kind"]
 
 
-@_documented("artifacts", "artifact", s.ArtifactSerializer)
+@_documented("artifacts", "artifact", s.ArtifactSerializer, editable=False)
 class ArtifactViewSet(AccessLoggedRetrieveMixin, AttestationsMixin, CreateRead):
     queryset = Artifact.objects.select_related("created_by").prefetch_related(
         *ATTESTATIONS_PREFETCH
@@ -263,7 +265,7 @@ class ArtifactViewSet(AccessLoggedRetrieveMixin, AttestationsMixin, CreateRead):
         return Response(s.AttestationSerializer(att).data, status=status.HTTP_201_CREATED)
 
 
-@_documented("deployments", "deployment", s.DeploymentSerializer)
+@_documented("deployments", "deployment", s.DeploymentSerializer, editable=False)
 class DeploymentViewSet(TransitionMixin, CreateRead):
     queryset = Deployment.objects.select_related("released_by")
     serializer_class = s.DeploymentSerializer

@@ -1,0 +1,79 @@
+"""The OpenAPI schema generates without warnings; production settings pass check --deploy."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _manage(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_openapi_schema_validates_with_warnings_as_failures(tmp_path: Path) -> None:
+    out = tmp_path / "schema.yaml"
+    result = _manage("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    schema = out.read_text()
+    for path in ("/api/v1/model-versions/", "/api/v1/tokens/", "/api/v1/attestations/"):
+        assert path in schema
+    assert "bearerAuth" in schema and "'413':" in schema
+
+
+def test_docs_pages_render_with_self_hosted_assets(world: Any) -> None:
+    client = world.client("viewer_a")
+    assert client.get("/api/schema/").status_code == 200
+    for url in ("/api/docs/", "/api/redoc/"):
+        html = client.get(url).content.decode()
+        external = re.findall(r"""(?:src|href)=["'](https?://[^"']+)""", html)
+        assert external == [], f"{url} loads {external}"
+
+
+def test_check_deploy_is_clean_with_production_settings(tmp_path: Path, db: Any) -> None:
+    key = tmp_path / "portal.pem"
+    key.write_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    s = connection.settings_dict
+    env = {
+        "CHARTER_PRODUCTION": "true",
+        "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(60),
+        "ALLOWED_HOSTS": "charter.example.org",
+        "CSRF_TRUSTED_ORIGINS": "https://charter.example.org",
+        "CHARTER_SIGNING_KEY_FILE": str(key),
+        "CHARTER_VAR_DIR": str(tmp_path / "var"),
+        "DATABASE_URL": f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}",
+    }
+    result = _manage("check", "--deploy", "--fail-level", "DEBUG", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_production_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
+    env = {"CHARTER_PRODUCTION": "true", "SECRET_KEY": "", "CHARTER_VAR_DIR": str(tmp_path)}
+    result = _manage("check", env=env)
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
