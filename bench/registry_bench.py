@@ -168,6 +168,7 @@ def main() -> None:
             "/use-cases/?page=40",
             "/use-cases/?risk_tier=high&q=Use",
             "/api/v1/model-versions/?page_size=10",
+            "/api/v1/model-versions/",
             "/api/v1/model-versions/?page_size=100",
             "/api/v1/model-versions/?page_size=100&status=registered&ordering=-created_at",
         ):
