@@ -57,7 +57,6 @@ def object_label(obj: models.Model) -> tuple[str, str, str]:
     return f"{meta.app_label}.{meta.model_name}", str(obj.pk), str(obj)[:300]
 
 
-_ADVANCE_HEAD = "UPDATE audits_chainhead SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"
 _SEED_HEAD = """
 INSERT INTO audits_chainhead (id, seq, hash)
 SELECT 1, coalesce(max(seq), 0),
@@ -65,9 +64,9 @@ SELECT 1, coalesce(max(seq), 0),
 FROM audits_auditevent
 ON CONFLICT (id) DO NOTHING
 """
-_COLUMNS = (
-    "seq",
-    "created_at",
+# Fields the database fills in (seq, time, the chain link) are spliced into the
+# canonical JSON there; everything else is canonicalised in Python beforehand.
+_FIXED_COLUMNS = (
     "actor_id",
     "actor_repr",
     "action",
@@ -79,15 +78,32 @@ _COLUMNS = (
     "client_ip",
     "user_agent",
     "channel",
-    "payload",
-    "prev_hash",
-    "hash",
 )
-_INSERT_EVENT = (
-    "WITH head AS (UPDATE audits_chainhead SET hash = %s WHERE id = 1) "  # noqa: S608
-    "INSERT INTO audits_auditevent (" + ", ".join(_COLUMNS) + ") "  # constants only
-    "VALUES (" + ", ".join(["%s"] * len(_COLUMNS)) + ") RETURNING id"
+_APPEND_SQL = f"""
+WITH head AS (
+    SELECT seq + 1 AS seq, hash AS prev_hash, clock_timestamp() AS ts
+    FROM audits_chainhead WHERE id = 1 FOR UPDATE
+), event AS (
+    SELECT seq, prev_hash, ts,
+           %s || seq::text || ',"time":"'
+              || to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+              || '"' || %s AS payload
+    FROM head
+), inserted AS (
+    INSERT INTO audits_auditevent (seq, created_at, payload, prev_hash, hash,
+                                   {", ".join(_FIXED_COLUMNS)})
+    SELECT seq, ts, payload, prev_hash,
+           encode(sha256(convert_to(prev_hash || payload, 'UTF8')), 'hex'),
+           {", ".join(["%s"] * len(_FIXED_COLUMNS))}
+    FROM event
+    RETURNING id, seq, created_at, payload, prev_hash, hash
+), moved AS (
+    UPDATE audits_chainhead SET seq = inserted.seq, hash = inserted.hash
+    FROM inserted WHERE audits_chainhead.id = 1
 )
+SELECT id, seq, created_at, payload, prev_hash, hash FROM inserted
+"""  # noqa: S608 (only constant column names are interpolated)
+_SEQ_TIME_MARK = '"seq":0,"time":""'
 
 
 def _lock_head() -> None:
@@ -97,34 +113,34 @@ def _lock_head() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT seq FROM audits_chainhead WHERE id = 1 FOR UPDATE")
         if cursor.fetchone() is None:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [AUDIT_LOCK_KEY])
-            cursor.execute(_SEED_HEAD, [GENESIS_HASH])
+            _seed_head(cursor)
             cursor.execute("SELECT seq FROM audits_chainhead WHERE id = 1 FOR UPDATE")
 
 
-def _advance_head_postgresql() -> tuple[int, str]:
-    """Lock the chain head and claim the next seq, in one round trip.
+def _seed_head(cursor: Any) -> None:
+    """(Re)create the head row from the event table, e.g. after a database flush."""
+    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [AUDIT_LOCK_KEY])
+    cursor.execute(_SEED_HEAD, [GENESIS_HASH])
 
-    The row lock is held until the transaction ends, so writers append one at a
-    time; under READ COMMITTED the UPDATE sees the latest committed head.
+
+def _append_postgresql(body: dict[str, Any], columns: dict[str, Any]) -> tuple[Any, ...]:
+    """Append in one statement: lock the head, link, hash, insert and move the head.
+
+    ``SELECT … FOR UPDATE`` returns the latest committed head even when it had to
+    wait for another writer, so concurrent appends queue up and never fork.
     """
+    text = canonical({"seq": 0, "time": "", **body}).decode("utf-8")
+    before, mark, after = text.rpartition(_SEQ_TIME_MARK)
+    assert mark, "canonical form lost the seq/time marker"
+    params = [before + '"seq":', after, *(columns[c] for c in _FIXED_COLUMNS)]
     with connection.cursor() as cursor:
-        cursor.execute(_ADVANCE_HEAD)
+        cursor.execute(_APPEND_SQL, params)
         row = cursor.fetchone()
-        if row is None:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [AUDIT_LOCK_KEY])
-            cursor.execute(_SEED_HEAD, [GENESIS_HASH])
-            cursor.execute(_ADVANCE_HEAD)
+        if row is None:  # no head row yet
+            _seed_head(cursor)
+            cursor.execute(_APPEND_SQL, params)
             row = cursor.fetchone()
-    return row[0], row[1]
-
-
-def _next_link() -> tuple[int, str]:
-    if connection.vendor == "postgresql":
-        return _advance_head_postgresql()
-    # SQLite: transactions take the database write lock up front (IMMEDIATE).
-    head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
-    return (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
+    return row
 
 
 def record(
@@ -145,7 +161,6 @@ def record(
     ctx = context.current()
     if actor is not None and getattr(actor, "is_anonymous", False):
         actor = None
-    # Everything but seq and time is prepared before the head is locked.
     body = {
         "actor": actor_label(actor),
         "actor_id": actor.pk if actor is not None else None,
@@ -160,12 +175,7 @@ def record(
         "channel": ctx.channel,
         "token_id": ctx.token_id,
     }
-    seq, prev_hash = _next_link()
-    now = timezone.now()
-    payload = canonical({"seq": seq, "time": format_time(now), **body})
     event = AuditEvent(
-        seq=seq,
-        created_at=now,
         actor=actor,
         actor_repr=body["actor"],
         action=action,
@@ -177,20 +187,23 @@ def record(
         client_ip=ctx.client_ip,
         user_agent=body["user_agent"],
         channel=ctx.channel,
-        payload=payload.decode("utf-8"),
-        prev_hash=prev_hash,
-        hash=chain_hash(prev_hash, payload),
     )
     if connection.vendor == "postgresql":
-        values = [getattr(event, "actor_id" if c == "actor_id" else c) for c in _COLUMNS]
-        values[_COLUMNS.index("changes")] = json.dumps(event.changes)
-        with connection.cursor() as cursor:
-            cursor.execute(_INSERT_EVENT, [event.hash, *values])
-            event.pk = cursor.fetchone()[0]
+        columns = {c: getattr(event, c) for c in _FIXED_COLUMNS}
+        columns["changes"] = json.dumps(event.changes)
+        row = _append_postgresql(body, columns)
+        event.pk, event.seq, event.created_at, event.payload, event.prev_hash, event.hash = row
         event._state.adding = False
         event._state.db = connection.alias
-    else:
-        event.save()
+        return event
+    # SQLite: transactions take the database write lock up front (IMMEDIATE mode).
+    head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+    event.seq, event.prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
+    event.created_at = timezone.now()
+    payload = canonical({"seq": event.seq, "time": format_time(event.created_at), **body})
+    event.payload = payload.decode("utf-8")
+    event.hash = chain_hash(event.prev_hash, payload)
+    event.save()
     return event
 
 

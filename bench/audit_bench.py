@@ -58,8 +58,19 @@ def setup_django() -> None:
 
 
 def _writer(mode: str, seconds: float, start: Any, out: Any) -> None:
+    """One client process. Modes:
+
+    - ``plain``: the same row update through the ORM (full_clean + save), no service layer
+    - ``service-noaudit`` / ``service``: registry.services.update_use_case without / with
+      its audit event (the baseline replaces ``record`` with a no-op in this process only)
+    - ``api-noaudit`` / ``api``: an authenticated ``PATCH /api/v1/use-cases/<id>/`` through
+      Django's full request stack, without / with the audit event
+    """
     setup_django()
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
     from django.db import connection, transaction
+    from django.test import Client
 
     from portal.permissions import Access
     from registry import services
@@ -70,13 +81,28 @@ def _writer(mode: str, seconds: float, start: Any, out: Any) -> None:
         access, name=f"bench {uuid.uuid4().hex}", purpose="p", risk_tier="high"
     )
     uc = UseCase.objects.get(pk=uc.pk)
+    if mode.endswith("noaudit"):
+        services.record = lambda *args, **kwargs: None  # type: ignore[assignment]
+    client = None
+    if mode.startswith("api"):
+        user = get_user_model().objects.create_user(f"bench-{uuid.uuid4().hex[:12]}")
+        user.groups.add(Group.objects.get(name="risk officer"))
+        client = Client()
+        client.force_login(user)
     start.wait()
     n = 0
     t0 = time.perf_counter()
     deadline = t0 + seconds
     while time.perf_counter() < deadline:
         value = f"Purpose {n % 2}"
-        if mode == "audit":
+        if client is not None:
+            response = client.patch(
+                f"/api/v1/use-cases/{uc.pk}/",
+                data=f'{{"purpose": "{value}"}}',
+                content_type="application/json",
+            )
+            assert response.status_code == 200, response.content
+        elif mode.startswith("service"):
             services.update_use_case(access, uc, purpose=value)
         else:
             with transaction.atomic():
@@ -240,16 +266,34 @@ def main() -> None:
     rows: list[tuple[str, str, str, str]] = []
     if not args.skip_writes:
         for procs in (1, 8):
-            base = writes_per_second("baseline", procs, args.seconds)
-            audit = writes_per_second("audit", procs, args.seconds)
-            added = base / audit - 1
-            print(f"writes, {procs} proc: baseline {base:.0f}/s, audited {audit:.0f}/s")
+            rates = {
+                mode: writes_per_second(mode, procs, args.seconds)
+                for mode in ("plain", "service-noaudit", "service", "api-noaudit", "api")
+            }
+            print(f"writes, {procs} proc: " + ", ".join(f"{k} {v:.0f}/s" for k, v in rates.items()))
+            label = f"{procs} process{'es' if procs > 1 else ''}"
             rows.append(
                 (
-                    f"update_use_case, {procs} process{'es' if procs > 1 else ''}",
-                    f"{base:,.0f} writes/s",
-                    f"{audit:,.0f} writes/s",
-                    f"audit adds {added:.0%} per write",
+                    f"update_use_case service call, {label}",
+                    f"{rates['service-noaudit']:,.0f} writes/s",
+                    f"{rates['service']:,.0f} writes/s",
+                    f"audit adds {rates['service-noaudit'] / rates['service'] - 1:.0%} per write",
+                )
+            )
+            rows.append(
+                (
+                    f"PATCH /api/v1/use-cases/<id>/, {label}",
+                    f"{rates['api-noaudit']:,.0f} writes/s",
+                    f"{rates['api']:,.0f} writes/s",
+                    f"audit adds {rates['api-noaudit'] / rates['api'] - 1:.0%} per write",
+                )
+            )
+            rows.append(
+                (
+                    f"(reference) plain ORM full_clean + save, {label}",
+                    f"{rates['plain']:,.0f} writes/s",
+                    "–",
+                    "no service layer, no audit",
                 )
             )
 

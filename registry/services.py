@@ -250,6 +250,7 @@ def create_dataset_version(
 def update_dataset_version(
     access: Access,
     version: DatasetVersion,
+    /,
     *,
     derived_from: Iterable[DatasetVersion] | None = None,
     **data: Any,
@@ -330,7 +331,7 @@ def register_model_version(
 
 
 @transaction.atomic
-def update_model_version(access: Access, version: ModelVersion, **data: Any) -> ModelVersion:
+def update_model_version(access: Access, version: ModelVersion, /, **data: Any) -> ModelVersion:
     access.require_contribute(version.use_case)
     m2m = {}
     for role in DATASET_ROLES:
@@ -347,11 +348,22 @@ def update_model_version(access: Access, version: ModelVersion, **data: Any) -> 
     return _save_changes(access, version, data, m2m)
 
 
+# Reached only through the approval workflow and the deployment record (or by an admin),
+# never by the people who registered the version.
+GOVERNED_STATES = {ModelVersion.Status.APPROVED, ModelVersion.Status.DEPLOYED}
+
+
 @transaction.atomic
 def transition_model_version(
     access: Access, version: ModelVersion, status: str, *, reason: str = ""
 ) -> ModelVersion:
+    from django.core.exceptions import PermissionDenied
+
     access.require_contribute(version.use_case)
+    if status not in ModelVersion.TRANSITIONS.get(version.status, ()):
+        raise InvalidTransition(version, status)
+    if status in GOVERNED_STATES and not access.can_administer():
+        raise PermissionDenied(f"'{status}' is set by the approval workflow, not by contributors")
     return _transition(access, version, status, reason)
 
 

@@ -230,3 +230,29 @@ def test_unsupported_media_type_is_415(world: Any) -> None:
     client: APIClient = world.client("contributor_a")
     response = client.post("/api/v1/datasets/", data="name=x", content_type="text/plain")
     assert response.status_code == 415
+
+
+def test_contributors_cannot_approve_or_deploy_their_own_version(world: Any) -> None:
+    mv = world.tree["a"]["model_version"]
+    client = world.client("contributor_a")
+    assert (
+        client.post(
+            f"/api/v1/model-versions/{mv.pk}/transition/", {"status": "in_review"}
+        ).status_code
+        == 200
+    )
+    response = client.post(f"/api/v1/model-versions/{mv.pk}/transition/", {"status": "approved"})
+    assert response.status_code == 403
+    assert "approval workflow" in response.json()["detail"]
+    mv.refresh_from_db()
+    assert mv.status == "in_review"
+
+
+def test_renaming_a_model_version_through_the_api(world: Any) -> None:
+    mv = world.tree["a"]["model_version"]
+    response = world.client("contributor_a").patch(
+        f"/api/v1/model-versions/{mv.pk}/", {"version": "renamed"}, format="json"
+    )
+    assert response.status_code == 200, response.json()
+    mv.refresh_from_db()
+    assert mv.version == "renamed"
