@@ -1,4 +1,8 @@
-"""Filtersets shared by the API and the browser pages."""
+"""Filtersets shared by the API and the browser pages.
+
+Multiple-choice filters here never join to many-valued relations, so they skip
+django-filter's default DISTINCT (which made PostgreSQL de-duplicate whole rows).
+"""
 
 from __future__ import annotations
 
@@ -19,8 +23,8 @@ from registry.models import (
 
 class UseCaseFilter(filters.FilterSet):
     q = filters.CharFilter(method="search", label="Search")
-    risk_tier = filters.MultipleChoiceFilter(choices=RiskTier.choices)
-    status = filters.MultipleChoiceFilter(choices=UseCase.Status.choices)
+    risk_tier = filters.MultipleChoiceFilter(choices=RiskTier.choices, distinct=False)
+    status = filters.MultipleChoiceFilter(choices=UseCase.Status.choices, distinct=False)
     review_due_before = filters.DateFilter(field_name="next_review_date", lookup_expr="lte")
 
     class Meta:
@@ -52,9 +56,9 @@ class ModelFilter(filters.FilterSet):
 
 
 class ModelVersionFilter(filters.FilterSet):
-    status = filters.MultipleChoiceFilter(choices=ModelVersion.Status.choices)
+    status = filters.MultipleChoiceFilter(choices=ModelVersion.Status.choices, distinct=False)
     risk_tier = filters.MultipleChoiceFilter(
-        field_name="use_case__risk_tier", choices=RiskTier.choices
+        field_name="use_case__risk_tier", choices=RiskTier.choices, distinct=False
     )
     training_dataset = filters.NumberFilter(field_name="training_datasets")
 
@@ -76,7 +80,7 @@ class ArtifactFilter(filters.FilterSet):
 
 
 class DeploymentFilter(filters.FilterSet):
-    status = filters.MultipleChoiceFilter(choices=Deployment.Status.choices)
+    status = filters.MultipleChoiceFilter(choices=Deployment.Status.choices, distinct=False)
 
     class Meta:
         model = Deployment
