@@ -41,3 +41,25 @@ def test_truncate_is_refused_without_the_session_setting() -> None:
     ):
         cursor.execute("SET LOCAL charter.allow_truncate = 'off'")
         cursor.execute("TRUNCATE audits_auditevent")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "sql",
+    ["DELETE FROM audits_checkpoint", "UPDATE audits_checkpoint SET hash = repeat('0', 64)"],
+)
+def test_checkpoints_cannot_be_deleted_or_edited(sql: str) -> None:
+    from audits.services import create_checkpoint
+
+    f.use_case()
+    checkpoint = create_checkpoint()
+    assert checkpoint is not None
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(sql)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT hash FROM audits_checkpoint")
+        assert [row[0] for row in cursor.fetchall()] == [checkpoint.hash]

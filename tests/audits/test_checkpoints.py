@@ -70,6 +70,18 @@ def test_hourly_beat_schedule() -> None:
     assert entry["schedule"] == 3600.0
 
 
+def _tamper(cp: Checkpoint) -> None:
+    """Rewrite a checkpoint row as an attacker with DDL rights would (trigger off, then on)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "ALTER TABLE audits_checkpoint DISABLE TRIGGER audits_checkpoint_append_only"
+        )
+        cp.save()
+        cursor.execute("ALTER TABLE audits_checkpoint ENABLE TRIGGER audits_checkpoint_append_only")
+
+
 def _resign(cp: Checkpoint, private: Ed25519PrivateKey, body: dict[str, Any] | None = None) -> None:
     payload = (
         json.dumps(body, separators=(",", ":")).encode()
@@ -78,7 +90,7 @@ def _resign(cp: Checkpoint, private: Ed25519PrivateKey, body: dict[str, Any] | N
     )
     kid = keys.key_id(private.public_key())
     cp.envelope = dsse.sign_envelope(payload, kid, private.sign, CHECKPOINT_PAYLOAD_TYPE)
-    cp.save()
+    _tamper(cp)
 
 
 @pytest.mark.django_db
@@ -88,7 +100,7 @@ def test_forged_checkpoint_signature_is_detected() -> None:
     sig = bytearray(base64.b64decode(cp.envelope["signatures"][0]["sig"]))
     sig[0] ^= 1
     cp.envelope["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
-    cp.save()
+    _tamper(cp)
     result = verify_chain()
     assert not result.ok
     assert result.first_bad_seq == cp.seq
@@ -129,7 +141,7 @@ def test_checkpoint_over_a_different_hash_is_detected() -> None:
     f.use_case()
     # A validly signed checkpoint whose hash is not the row's (e.g. a rewritten history).
     cp.hash = "f" * 64
-    cp.save()
+    _tamper(cp)
     result = verify_chain()
     assert result.first_bad_seq == cp.seq
     assert "does not match" in result.reason
