@@ -79,30 +79,6 @@ _FIXED_COLUMNS = (
     "user_agent",
     "channel",
 )
-_APPEND_SQL = f"""
-WITH head AS (
-    SELECT seq + 1 AS seq, hash AS prev_hash, clock_timestamp() AS ts
-    FROM audits_chainhead WHERE id = 1 FOR UPDATE
-), event AS (
-    SELECT seq, prev_hash, ts,
-           %s || seq::text || ',"time":"'
-              || to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-              || '"' || %s AS payload
-    FROM head
-), inserted AS (
-    INSERT INTO audits_auditevent (seq, created_at, payload, prev_hash, hash,
-                                   {", ".join(_FIXED_COLUMNS)})
-    SELECT seq, ts, payload, prev_hash,
-           encode(sha256(convert_to(prev_hash || payload, 'UTF8')), 'hex'),
-           {", ".join(["%s"] * len(_FIXED_COLUMNS))}
-    FROM event
-    RETURNING id, seq, created_at, payload, prev_hash, hash
-), moved AS (
-    UPDATE audits_chainhead SET seq = inserted.seq, hash = inserted.hash
-    FROM inserted WHERE audits_chainhead.id = 1
-)
-SELECT id, seq, created_at, payload, prev_hash, hash FROM inserted
-"""  # noqa: S608 (only constant column names are interpolated)
 _SEQ_TIME_MARK = '"seq":0,"time":""'
 
 
@@ -124,23 +100,23 @@ def _seed_head(cursor: Any) -> None:
 
 
 def _append_postgresql(body: dict[str, Any], columns: dict[str, Any]) -> tuple[Any, ...]:
-    """Append in one statement: lock the head, link, hash, insert and move the head.
+    """Append in one call of ``charter_audit_append`` (audits migration 0007).
 
-    ``SELECT … FOR UPDATE`` returns the latest committed head even when it had to
-    wait for another writer, so concurrent appends queue up and never fork.
+    The function locks the head row (``SELECT … FOR UPDATE`` returns the latest
+    committed head even after waiting for another writer, so appends queue up and
+    never fork), splices seq and time into the pre-canonicalised JSON, hashes it
+    with PostgreSQL's ``sha256()``, inserts the event and moves the head.
     """
     text = canonical({"seq": 0, "time": "", **body}).decode("utf-8")
     before, mark, after = text.rpartition(_SEQ_TIME_MARK)
     assert mark, "canonical form lost the seq/time marker"
-    params = [before + '"seq":', after, *(columns[c] for c in _FIXED_COLUMNS)]
     with connection.cursor() as cursor:
-        cursor.execute(_APPEND_SQL, params)
-        row = cursor.fetchone()
-        if row is None:  # no head row yet
-            _seed_head(cursor)
-            cursor.execute(_APPEND_SQL, params)
-            row = cursor.fetchone()
-    return row
+        cursor.execute(
+            "SELECT * FROM charter_audit_append(%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, "
+            "%s, %s, %s, %s)",
+            [before + '"seq":', after, *(columns[c] for c in _FIXED_COLUMNS)],
+        )
+        return cursor.fetchone()
 
 
 def record(
