@@ -77,7 +77,7 @@ class ServiceSerializer(serializers.ModelSerializer):
     def update(self, instance: Any, validated_data: dict[str, Any]) -> Any:
         for name in self.parent_fields:
             if name in validated_data and validated_data[name] != getattr(instance, name):
-                raise serializers.ValidationError({name: "cannot be changed after creation"})
+                raise serializers.ValidationError({name: ["cannot be changed after creation"]})
             validated_data.pop(name, None)
         return type(self).update_service(_access(self), instance, **validated_data)
 

@@ -23,7 +23,9 @@ def assert_refused(response: Any, status: int, field: str | None) -> None:
     body = response.json()
     if field is not None:
         assert field in body["errors"], body
-        assert all(isinstance(m, str) and m for m in body["errors"][field]), body
+        messages = body["errors"][field]
+        assert isinstance(messages, list) and messages, body
+        assert all(isinstance(m, str) and m for m in messages), body
 
 
 def test_malformed_json_names_the_body(world: Any) -> None:
