@@ -31,6 +31,7 @@ class AuditEvent(models.Model):
         EXPORT = "export"
         VERIFY = "verify"
         CHECKPOINT = "checkpoint"
+        ARCHIVE = "archive"
         TASK = "task"
 
     seq = models.BigIntegerField(unique=True)
@@ -41,6 +42,7 @@ class AuditEvent(models.Model):
         blank=True,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
+        db_index=False,  # covered by the (actor, seq) index
         related_name="+",
     )
     actor_repr = models.CharField(max_length=200)
@@ -55,7 +57,10 @@ class AuditEvent(models.Model):
     channel = models.CharField(max_length=20, blank=True)
     payload = models.TextField()
     prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
+    # Not indexed: every index is paid on each append, and nothing looks events up by
+    # hash (verification walks by seq). created_at has a BRIN index on PostgreSQL
+    # (migration 0008): times grow with seq, so a few pages of summary suffice.
+    hash = models.CharField(max_length=64)
 
     class Meta:
         ordering = ["-seq"]
@@ -63,7 +68,6 @@ class AuditEvent(models.Model):
             models.Index(fields=["object_type", "object_id", "seq"]),
             models.Index(fields=["actor", "seq"]),
             models.Index(fields=["action", "seq"]),
-            models.Index(fields=["created_at"]),
         ]
 
     def __str__(self) -> str:
@@ -130,3 +134,31 @@ class VerificationRun(models.Model):
     def __str__(self) -> str:
         state = "running" if self.finished_at is None else ("intact" if self.ok else "broken")
         return f"verification {self.pk}: {state}"
+
+
+class Segment(models.Model):
+    """A stretch of the chain (first_seq..last_seq) archived to a file, then removed.
+
+    The signed manifest (a DSSE envelope by the portal key) binds the range, the
+    hash before it, its last hash, the event count and the SHA-256 of the
+    archived ``events.jsonl``, so the rows left in the database still verify
+    from ``last_hash`` on, and the archive file verifies on its own, offline.
+    Rows are deleted only when a segment covers them (PostgreSQL trigger).
+    """
+
+    first_seq = models.BigIntegerField(unique=True)
+    last_seq = models.BigIntegerField(unique=True)
+    prev_hash = models.CharField(max_length=64)
+    last_hash = models.CharField(max_length=64)
+    events = models.BigIntegerField()
+    events_sha256 = models.CharField(max_length=64)
+    file_name = models.CharField(max_length=200)
+    created_at = models.DateTimeField()
+    key_id = models.CharField(max_length=64)
+    envelope = models.JSONField()
+
+    class Meta:
+        ordering = ["first_seq"]
+
+    def __str__(self) -> str:
+        return f"archived segment #{self.first_seq}–#{self.last_seq}"

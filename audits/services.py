@@ -244,9 +244,11 @@ def export_chain(out: str | Path, *, actor: Any = None) -> tuple[int, int]:
     """Write the chain to a zip for offline checking; returns (events, checkpoints).
 
     The zip holds ``events.jsonl`` (one ``{"seq","prev_hash","hash","payload"}``
-    object per line, ``payload`` the exact stored text), ``checkpoints.json`` and
-    ``portal_public_keys.pem``. The export is audited first, so the file ends
-    with its own "export" event; later events are left out for a consistent cut.
+    object per line, ``payload`` the exact stored text), ``checkpoints.json``,
+    ``segments.json`` (signed manifests of archived segments, whose events are no
+    longer in the table) and ``portal_public_keys.pem``. The export is audited
+    first, so the file ends with its own "export" event; later events are left
+    out for a consistent cut.
     """
     out = Path(out)
     with transaction.atomic():
@@ -292,5 +294,16 @@ def export_chain(out: str | Path, *, actor: Any = None) -> tuple[int, int]:
                 count += len(rows)
                 after = rows[-1][0]
         archive.writestr("checkpoints.json", json.dumps(checkpoints, indent=1) + "\n")
+        archive.writestr("segments.json", json.dumps(_segments(), indent=1) + "\n")
         archive.writestr("portal_public_keys.pem", _public_keys_pem())
     return count, len(checkpoints)
+
+
+def _segments() -> list[dict[str, Any]]:
+    from audits.archive import manifest_of
+    from audits.models import Segment
+
+    return [
+        {**manifest_of(s), "file": s.file_name, "envelope": s.envelope}
+        for s in Segment.objects.order_by("first_seq")
+    ]

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from django.db import connection
+from django.conf import settings
+from django.db import connection, transaction
 
-from audits.models import GENESIS_HASH, Checkpoint
+from audits.models import GENESIS_HASH, AuditEvent, Checkpoint, Segment
 from portal import dsse, keys
 
 BATCH_SIZE = 20_000
@@ -84,9 +86,9 @@ def check_checkpoint_envelope(
     return None
 
 
-def _rows(deep: bool, batch_size: int) -> Iterator[list[tuple[Any, ...]]]:
+def _rows(deep: bool, batch_size: int, after: int = 0) -> Iterator[list[tuple[Any, ...]]]:
     sql = _DEEP_SQL if deep else _FAST_SQL
-    last = 0
+    last = after
     with connection.cursor() as cursor:
         while True:
             cursor.execute(sql, [last, batch_size])
@@ -95,6 +97,76 @@ def _rows(deep: bool, batch_size: int) -> Iterator[list[tuple[Any, ...]]]:
                 return
             yield rows
             last = rows[-1][0]
+
+
+# The in-database check (fast mode on PostgreSQL): every row's hash recomputed by
+# PostgreSQL's own sha256() (a parallel sequential scan), every link compared by a
+# join on seq+1, and the seqs counted. It only says "intact" or "not"; on "not",
+# the row-by-row walk finds and names the first broken seq.
+_DB_HASH_SQL = (
+    "SELECT count(*), count(DISTINCT seq), min(seq), max(seq), "
+    "count(*) FILTER (WHERE hash <> encode(pg_catalog.sha256("
+    "pg_catalog.convert_to(prev_hash || payload, 'UTF8')), 'hex')) "
+    "FROM audits_auditevent WHERE seq >= %s"
+)
+_DB_LINK_SQL = (
+    "SELECT count(*) FROM audits_auditevent a JOIN audits_auditevent b ON b.seq = a.seq + 1 "
+    "WHERE a.seq >= %s AND b.prev_hash <> a.hash"
+)
+
+
+def _intact_in_database(start: int, prev: str) -> tuple[int, str] | None:
+    """(length, head hash) if the rows from ``start`` on form an intact chain, else None."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        workers = max(1, min(8, (os.cpu_count() or 2)))
+        cursor.execute(f"SET LOCAL max_parallel_workers_per_gather = {workers}")
+        cursor.execute("SET LOCAL parallel_setup_cost = 0")
+        cursor.execute("SET LOCAL parallel_tuple_cost = 0")
+        cursor.execute("SET LOCAL min_parallel_table_scan_size = 0")
+        cursor.execute(_DB_HASH_SQL, [start])
+        rows, distinct, low, high, bad_hashes = cursor.fetchone()
+        if rows == 0:
+            return (start - 1, prev)
+        if bad_hashes or rows != distinct or low != start or high != start + rows - 1:
+            return None
+        cursor.execute(_DB_LINK_SQL, [start])
+        if cursor.fetchone()[0]:
+            return None
+        cursor.execute(
+            "SELECT prev_hash FROM audits_auditevent WHERE seq = %s UNION ALL "
+            "SELECT hash FROM audits_auditevent WHERE seq = %s",
+            [low, high],
+        )
+        first_prev, head = (r[0] for r in cursor.fetchall())
+        if first_prev != prev:
+            return None
+        return (high, head)
+
+
+def _check_segments(
+    public_keys: dict[str, Ed25519PublicKey],
+) -> tuple[int, str, list[Segment], tuple[int, str] | None]:
+    """Walk the archived segments: (next seq, hash before it, segments, failure or None)."""
+    from audits.archive import SEGMENT_PAYLOAD_TYPE, manifest_of
+
+    expected, prev = 1, GENESIS_HASH
+    segments = list(Segment.objects.order_by("first_seq"))
+    for segment in segments:
+        where = segment.first_seq
+        if segment.first_seq != expected or segment.prev_hash != prev:
+            return expected, prev, segments, (where, "archived segments are not contiguous")
+        try:
+            verified = dsse.verify_envelope(
+                segment.envelope, public_keys.get, expected_payload_type=SEGMENT_PAYLOAD_TYPE
+            )
+            body = json.loads(verified.payload)
+        except (dsse.EnvelopeError, ValueError) as exc:
+            return expected, prev, segments, (where, f"segment signature invalid: {exc}")
+        manifest = manifest_of(segment)
+        if not isinstance(body, dict) or any(body.get(k) != v for k, v in manifest.items()):
+            return expected, prev, segments, (where, "segment manifest differs from its row")
+        expected, prev = segment.last_seq + 1, segment.last_hash
+    return expected, prev, segments, None
 
 
 def _deep_reason(row: tuple[Any, ...]) -> str | None:
@@ -117,9 +189,30 @@ def _deep_reason(row: tuple[Any, ...]) -> str | None:
     return None
 
 
-def verify_chain(deep: bool = True, *, batch_size: int = BATCH_SIZE) -> Result:
-    """Walk the whole chain; stop at and report the first broken seq."""
+def verify_chain(
+    deep: bool = True, *, batch_size: int = BATCH_SIZE, archives: bool = False
+) -> Result:
+    """Check the whole chain; stop at and report the first broken seq.
+
+    Archived segments are checked by their signed manifests (and, with
+    ``archives=True``, their files too); the rows still held are then walked
+    from the last segment's hash. Fast mode on PostgreSQL checks the rows in the
+    database first and walks them row by row only to name a break.
+    """
     public_keys = known_public_keys()
+    start, start_prev, segments, seg_failure = _check_segments(public_keys)
+    if seg_failure is not None:
+        seq, reason = seg_failure
+        return Result(False, seq - 1, start_prev, seq, reason, 0)
+    if archives:
+        from audits.archive import check_segment_file
+
+        for segment in segments:
+            reason = check_segment_file(segment, settings.AUDIT_ARCHIVE_DIR / segment.file_name)
+            if reason is not None:
+                return Result(
+                    False, segment.first_seq - 1, segment.prev_hash, segment.first_seq, reason, 0
+                )
     cp_expected: dict[int, str] = {}
     cp_bad: dict[int, str] = {}
     checkpoints = list(
@@ -134,15 +227,36 @@ def verify_chain(deep: bool = True, *, batch_size: int = BATCH_SIZE) -> Result:
     cp_seqs = set(cp_expected) | set(cp_bad)
     cp_count = Counter(cp_seq for cp_seq, _, _ in checkpoints)
     checked = 0
+    archived_cps = {seq for seq in cp_seqs if seq < start}
+    for seq in archived_cps:  # compared with their rows when those were archived
+        if seq in cp_bad:
+            return Result(False, seq - 1, start_prev, seq, cp_bad[seq], 0)
+        if any(seg.last_seq == seq and seg.last_hash != cp_expected[seq] for seg in segments):
+            return Result(False, seq - 1, start_prev, seq, "checkpoint differs from segment", 0)
+        checked += cp_count[seq]
 
-    expected = 1
-    prev = GENESIS_HASH
+    expected = start
+    prev = start_prev
     sha256 = hashlib.sha256
+
+    if not deep and connection.vendor == "postgresql":
+        intact = _intact_in_database(start, start_prev)
+        if intact is not None:
+            length, head = intact
+            held = {seq for seq in cp_seqs if seq >= start}
+            bad = sorted(seq for seq in held if seq in cp_bad or seq > length)
+            if not bad:
+                hashes = dict(AuditEvent.objects.filter(seq__in=held).values_list("seq", "hash"))
+                bad = sorted(seq for seq in held if hashes.get(seq) != cp_expected[seq])
+            if not bad:
+                checked += sum(cp_count[seq] for seq in held)
+                return Result(True, length, head, None, "", checked)
+            # otherwise fall through: the walk below names the first problem
 
     def fail(seq: int, reason: str) -> Result:
         return Result(False, expected - 1, prev, seq, reason, checked)
 
-    for rows in _rows(deep, batch_size):
+    for rows in _rows(deep, batch_size, after=start - 1):
         for row in rows:
             seq, prev_hash, hash_, payload = row[0], row[1], row[2], row[3]
             if seq != expected:

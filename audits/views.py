@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from audits.filters import AuditEventFilter
-from audits.models import AuditEvent, ChainHead, Checkpoint, VerificationRun
+from audits.models import AuditEvent, ChainHead, Checkpoint, Segment, VerificationRun
 from audits.services import record
 from audits.tasks import verify_chain_run
 
@@ -106,6 +106,7 @@ def chain(request: HttpRequest) -> HttpResponse:
             "head": head,
             "head_row": ChainHead.objects.filter(pk=1).first(),
             "checkpoints": Checkpoint.objects.order_by("-seq")[:10],
+            "segments": Segment.objects.order_by("-first_seq")[:10],
             "runs": VerificationRun.objects.select_related("requested_by")[:10],
         },
     )

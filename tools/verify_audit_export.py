@@ -11,6 +11,14 @@ payload)``, and that each payload is already in RFC 8785 (JCS) canonical form
 ``checkpoints.json``: each DSSE envelope is signed by a key in
 ``portal_public_keys.pem`` and its {"seq","hash"} match the event at that seq.
 
+Retention: when older events were archived, an export also holds
+``segments.json`` (each archived segment's manifest in a DSSE envelope signed by
+the portal key); the segments must be signed, contiguous from seq 1, and the
+events must continue from the last one's hash. An archived segment file itself
+holds ``segment.json`` instead: its events must run exactly from the manifest's
+first seq and prev_hash to its last seq and hash, with ``events.jsonl`` having
+the signed SHA-256.
+
 Exit 0 with "OK N events", or exit 1 naming the first bad seq.
 """
 
@@ -32,6 +40,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 GENESIS_HASH = "0" * 64
 CHECKPOINT_PAYLOAD_TYPE = "application/vnd.charter.checkpoint+json"
+SEGMENT_PAYLOAD_TYPE = "application/vnd.charter.audit-segment+json"
+MANIFEST_FIELDS = ("first_seq", "last_seq", "prev_hash", "last_hash", "events", "events_sha256")
 _PEM_BLOCK = re.compile(rb"-----BEGIN PUBLIC KEY-----\s.*?-----END PUBLIC KEY-----\s*", re.DOTALL)
 
 
@@ -132,15 +142,14 @@ def load_keys(pem: bytes) -> dict[str, Ed25519PublicKey]:
     return found
 
 
-def check_events(data: bytes) -> list[str]:
-    """Hashes of events 1..N in order; raises Bad at the first bad line."""
+def check_events(data: bytes, start: int = 1, prev: str = GENESIS_HASH) -> list[str]:
+    """Hashes of events start..N in order; raises Bad at the first bad line."""
     hashes: list[str] = []
-    prev = GENESIS_HASH
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
     for index, line in enumerate(lines):
-        expected = index + 1
+        expected = start + index
         try:
             row = json.loads(line.decode("utf-8"), parse_constant=_no_constant)
             seq, prev_hash, hash_, payload = (
@@ -150,7 +159,7 @@ def check_events(data: bytes) -> list[str]:
                 row["payload"],
             )
         except (ValueError, TypeError, KeyError) as exc:
-            raise Bad(expected, f"line {expected} of events.jsonl is unreadable ({exc})") from exc
+            raise Bad(expected, f"line {index + 1} of events.jsonl is unreadable ({exc})") from exc
         if seq != expected or isinstance(seq, bool):
             raise Bad(expected, f"expected seq {expected}, found {seq!r}")
         if not isinstance(payload, str) or not isinstance(hash_, str):
@@ -173,7 +182,56 @@ def check_events(data: bytes) -> list[str]:
     return hashes
 
 
-def check_checkpoints(data: bytes, keys: dict[str, Ed25519PublicKey], hashes: list[str]) -> int:
+def signed_body(envelope: Any, payload_type: str, keys: dict[str, Ed25519PublicKey]) -> Any:
+    """The JSON payload of a DSSE envelope signed by one of ``keys``; ValueError if not."""
+    try:
+        if envelope["payloadType"] != payload_type:
+            raise ValueError(f"payloadType is {envelope['payloadType']!r}")
+        payload = _b64(envelope["payload"])
+        sigs = envelope["signatures"]
+    except (TypeError, KeyError, binascii.Error) as exc:
+        raise ValueError(f"malformed envelope ({exc})") from exc
+    for sig in sigs if isinstance(sigs, list) else []:
+        key = keys.get(sig.get("keyid", "")) if isinstance(sig, dict) else None
+        if key is None:
+            continue
+        try:
+            key.verify(_b64(sig.get("sig")), _pae(payload_type, payload))
+        except (InvalidSignature, ValueError, binascii.Error) as exc:
+            raise ValueError("signature does not verify") from exc
+        return json.loads(payload)
+    raise ValueError("no signature by a key in portal_public_keys.pem")
+
+
+def check_manifest(entry: Any, keys: dict[str, Ed25519PublicKey]) -> dict[str, Any]:
+    """A segment manifest whose listed fields equal its signed ones."""
+    try:
+        body = signed_body(entry["envelope"], SEGMENT_PAYLOAD_TYPE, keys)
+    except (TypeError, KeyError, ValueError) as exc:
+        where = entry.get("first_seq") if isinstance(entry, dict) else None
+        raise Bad(where if isinstance(where, int) else None, f"segment: {exc}") from exc
+    if not isinstance(body, dict) or any(body.get(k) != entry.get(k) for k in MANIFEST_FIELDS):
+        raise Bad(entry.get("first_seq"), "segment: signed manifest differs from the listed one")
+    return body
+
+
+def check_segments(data: bytes, keys: dict[str, Ed25519PublicKey]) -> tuple[int, str, int]:
+    """Walk segments.json: (next seq, hash before it, segments checked)."""
+    entries = json.loads(data.decode("utf-8"))
+    if not isinstance(entries, list):
+        raise Bad(None, "segments.json must hold a list")
+    start, prev = 1, GENESIS_HASH
+    for entry in entries:
+        body = check_manifest(entry, keys)
+        if body["first_seq"] != start or body["prev_hash"] != prev:
+            raise Bad(start, "archived segments are not contiguous")
+        start, prev = body["last_seq"] + 1, body["last_hash"]
+    return start, prev, len(entries)
+
+
+def check_checkpoints(
+    data: bytes, keys: dict[str, Ed25519PublicKey], hashes: list[str], start: int = 1
+) -> int:
     try:
         checkpoints = json.loads(data.decode("utf-8"))
     except ValueError as exc:
@@ -212,21 +270,40 @@ def check_checkpoints(data: bytes, keys: dict[str, Ed25519PublicKey], hashes: li
             or body.get("hash") != cp.get("hash")
         ):
             raise Bad(where, f"checkpoint {i}: signed seq/hash differ from the listed ones")
-        if not isinstance(seq, int) or not 1 <= seq <= len(hashes):
+        if isinstance(seq, int) and 1 <= seq < start:
+            continue  # archived: compared with its event when the segment was cut
+        if not isinstance(seq, int) or not start <= seq < start + len(hashes):
             raise Bad(where, f"checkpoint {i}: seq {seq!r} is not in the export")
-        if hashes[seq - 1] != body["hash"]:
+        if hashes[seq - start] != body["hash"]:
             raise Bad(seq, f"checkpoint {i}: hash differs from the event at seq {seq}")
     return len(checkpoints)
 
 
 def verify(path: str) -> tuple[int, int]:
     with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
         events = archive.read("events.jsonl")
         checkpoints = archive.read("checkpoints.json")
         pem = archive.read("portal_public_keys.pem")
-    hashes = check_events(events)
+        segments = archive.read("segments.json") if "segments.json" in names else None
+        segment = archive.read("segment.json") if "segment.json" in names else None
     keys = load_keys(pem)
-    return len(hashes), check_checkpoints(checkpoints, keys, hashes)
+    start, prev = 1, GENESIS_HASH
+    if segments is not None:
+        start, prev, _ = check_segments(segments, keys)
+    manifest = None
+    if segment is not None:  # an archived segment file
+        manifest = check_manifest(json.loads(segment.decode("utf-8")), keys)
+        start, prev = manifest["first_seq"], manifest["prev_hash"]
+        if hashlib.sha256(events).hexdigest() != manifest["events_sha256"]:
+            raise Bad(start, "events.jsonl differs from the signed segment manifest")
+    hashes = check_events(events, start, prev)
+    if manifest is not None and (
+        start + len(hashes) - 1 != manifest["last_seq"]
+        or (hashes[-1] if hashes else prev) != manifest["last_hash"]
+    ):
+        raise Bad(manifest["last_seq"], "events do not end at the segment's last seq and hash")
+    return len(hashes), check_checkpoints(checkpoints, keys, hashes, start)
 
 
 def main(argv: list[str]) -> int:

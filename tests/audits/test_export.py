@@ -36,7 +36,9 @@ def test_export_contents_and_its_own_event(tmp_path: Path) -> None:
             "checkpoints.json",
             "events.jsonl",
             "portal_public_keys.pem",
+            "segments.json",
         ]
+        assert json.loads(archive.read("segments.json")) == []  # nothing archived yet
         lines = archive.read("events.jsonl").decode().splitlines()
         checkpoints = json.loads(archive.read("checkpoints.json"))
         pem = archive.read("portal_public_keys.pem").decode()
