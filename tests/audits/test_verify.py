@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 
 from audits.verify import verify_chain
 from tests import factories as f
@@ -116,3 +117,24 @@ def test_deep_mode_compares_payload_with_columns() -> None:
     assert "actor" in result.reason and "mallory" in result.reason
     with pytest.raises(CommandError, match=f"broken at seq {middle}: payload actor"):
         call_command("verify_audit")
+
+
+@pytest.mark.django_db
+def test_fast_mode_is_not_fooled_by_a_dropped_unique_index() -> None:
+    """Delete one event and duplicate another: the seq count still matches, but fast mode
+    notices the missing unique index and walks the rows, which names the gap."""
+    length = _events()
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE audits_auditevent DROP CONSTRAINT audits_auditevent_seq_key")
+    tamper("DELETE FROM audits_auditevent WHERE seq = %s", [4])
+    tamper(
+        "INSERT INTO audits_auditevent (seq, created_at, actor_id, actor_repr, action, "
+        "object_type, object_id, object_repr, changes, request_id, client_ip, user_agent, "
+        "channel, payload, prev_hash, hash) SELECT seq, created_at, actor_id, actor_repr, "
+        "action, object_type, object_id, object_repr, changes, request_id, client_ip, "
+        "user_agent, channel, payload, prev_hash, hash FROM audits_auditevent WHERE seq = %s",
+        [length],
+    )
+    result = verify_chain(deep=False)
+    assert not result.ok
+    assert result.first_bad_seq == 4 and "missing" in result.reason
