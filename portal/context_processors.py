@@ -7,4 +7,11 @@ def roles(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {"user_roles": []}
-    return {"user_roles": sorted(g.name for g in user.groups.all())}
+    from approvals.models import Notification
+
+    return {
+        "user_roles": sorted(g.name for g in user.groups.all()),
+        "unread_notifications": Notification.objects.filter(
+            user=user, read_at__isnull=True
+        ).count(),
+    }

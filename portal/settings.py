@@ -151,6 +151,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = CHARTER_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 # API tokens
+# Environments where a deployment needs an approved, unexpired request and a verified
+# artifact signature (approvals/gate.py).
+CHARTER_GATED_ENVIRONMENTS = env_str("CHARTER_GATED_ENVIRONMENTS", "production").split(",")
+# Used in notification emails.
+CHARTER_BASE_URL = env_str("CHARTER_BASE_URL", "http://127.0.0.1:8000")
 CHARTER_TOKEN_DEFAULT_DAYS = env_int("CHARTER_TOKEN_DEFAULT_DAYS", 90)
 CHARTER_TOKEN_LAST_USED_RESOLUTION_S = 60
 
@@ -222,6 +227,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Celery beat: sign a checkpoint of the audit chain head every hour.
 CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint-hourly": {"task": "audits.tasks.make_checkpoint", "schedule": 3600.0},
+    "approvals-expire-hourly": {"task": "approvals.tasks.expire_approvals", "schedule": 3600.0},
+    "approvals-open-due-reviews-daily": {
+        "task": "approvals.tasks.open_due_reviews",
+        "schedule": 86400.0,
+    },
 }
 
 _MAIL_DEFAULT = "smtp" if PRODUCTION else "console"

@@ -405,7 +405,6 @@ def add_artifact(access: Access, *, model_version: ModelVersion, **data: Any) ->
 # ---------------------------------------------------------------- deployments
 
 
-@transaction.atomic
 def record_deployment(
     access: Access,
     *,
@@ -413,10 +412,35 @@ def record_deployment(
     replaces: Deployment | None = None,
     **data: Any,
 ) -> Deployment:
-    """Record a release. The deployment it replaces (if any) is marked replaced."""
-    from django.core.exceptions import ValidationError
+    """Record a release. The deployment it replaces (if any) is marked replaced.
+
+    A gated environment (production by default) needs an approved, unexpired,
+    unvoided request for exactly this version and a verified artifact signature
+    (approvals.gate); a refusal is audited in its own transaction, then raised.
+    """
+    from approvals import gate
 
     access.require_contribute(model_version.use_case)
+    gate.enforce(access, model_version, str(data.get("environment", "")))
+    return _record_deployment(access, model_version=model_version, replaces=replaces, **data)
+
+
+@transaction.atomic
+def _record_deployment(
+    access: Access,
+    *,
+    model_version: ModelVersion,
+    replaces: Deployment | None = None,
+    **data: Any,
+) -> Deployment:
+    from django.core.exceptions import ValidationError
+
+    from approvals import gate
+
+    # Again inside the transaction: an approval voided since the check above still counts.
+    late = gate.reasons(model_version, str(data.get("environment", "")))
+    if late:
+        raise gate.GateRefused(model_version, str(data.get("environment", "")), late)
     if replaces is not None:
         if replaces.use_case_id != model_version.use_case_id:
             raise ValidationError({"replaces": "must be a deployment of the same use case"})
@@ -437,12 +461,27 @@ def record_deployment(
     return deployment
 
 
-@transaction.atomic
 def rollback_deployment(access: Access, deployment: Deployment, *, reason: str = "") -> Deployment:
-    """Roll back an active deployment to the one it replaced, as a new deployment record."""
-    from django.core.exceptions import ValidationError
+    """Roll back an active deployment to the one it replaced, as a new deployment record.
+
+    In a gated environment the restored version needs a current approval, or an
+    earlier one if its policy allows rollbacks without a new approval, and a
+    verified artifact signature.
+    """
+    from approvals import gate
 
     access.require_contribute(deployment.use_case)
+    if deployment.replaces is not None:
+        gate.enforce(
+            access, deployment.replaces.model_version, deployment.environment, rollback=True
+        )
+    return _rollback_deployment(access, deployment, reason=reason)
+
+
+@transaction.atomic
+def _rollback_deployment(access: Access, deployment: Deployment, *, reason: str = "") -> Deployment:
+    from django.core.exceptions import ValidationError
+
     previous = deployment.replaces
     if previous is None:
         raise ValidationError(

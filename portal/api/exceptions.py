@@ -28,6 +28,12 @@ def _django_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    from approvals.gate import GateRefused
+
+    if isinstance(exc, GateRefused):
+        return Response(
+            {"detail": str(exc), "errors": _django_errors(exc)}, status=status.HTTP_409_CONFLICT
+        )
     if isinstance(exc, DjangoValidationError):
         errors = _django_errors(exc)
         return Response({"detail": "Invalid input.", "errors": errors}, status=400)

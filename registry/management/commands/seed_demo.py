@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
+from approvals import services as approval_services
 from audits.context import audit_context
 from portal.permissions import Access
 from portal.services import create_service_account, grant_access, issue_token
@@ -113,12 +114,38 @@ class Command(BaseCommand):
             if not statuses or statuses == ["retired"]:
                 continue
             as_team = Access(user=team)
+            reviewers = {
+                "governance board": [users["board"], users["board2"]],
+                "risk officer": [users["risk"]],
+            }
             self._datasets_and_models(
-                as_team, uc, team, rng, now, deployed="in_production" in statuses
+                as_team, uc, team, rng, now, "in_production" in statuses, reviewers
             )
 
+    def _approve(self, access: Access, mv: Any, reviewers: dict[str, list[Any]]) -> None:
+        """Request production approval for ``mv`` and let the quorum approve it."""
+        req = approval_services.create_request(
+            access, model_version=mv, environment="production", summary="Release candidate."
+        )
+        for role, needed in req.policy.quorum.items():
+            for reviewer in reviewers[role][:needed]:
+                approval_services.decide(
+                    Access(user=reviewer),
+                    req,
+                    verdict="approve",
+                    role=role,
+                    comment="Checks pass; evidence reviewed.",
+                )
+
     def _datasets_and_models(
-        self, access: Access, uc: UseCase, team: Any, rng: random.Random, now: Any, deployed: bool
+        self,
+        access: Access,
+        uc: UseCase,
+        team: Any,
+        rng: random.Random,
+        now: Any,
+        deployed: bool,
+        reviewers: dict[str, list[Any]],
     ) -> None:
         slug = uc.name.lower().replace(" ", "-")
         dataset = services.create_dataset(
@@ -194,7 +221,13 @@ class Command(BaseCommand):
             sub = {
                 g: {
                     "auc": round(auc + rng.uniform(-0.05, 0.02), 4),
-                    "recall": round(0.74 + 0.04 * i + rng.uniform(-0.06, 0.05), 4),
+                    # older versions cleared the board; the newest has a weak subgroup
+                    "recall": round(
+                        0.81 + 0.02 * i + rng.uniform(0, 0.04)
+                        if i < len(versions) - 1
+                        else 0.74 + rng.uniform(0, 0.04),
+                        4,
+                    ),
                     "precision": round(0.7 + 0.03 * i + rng.uniform(-0.04, 0.04), 4),
                 }
                 for g in SUBGROUPS
@@ -256,9 +289,13 @@ class Command(BaseCommand):
             parent = mv
         system = Access.system()
         for mv in mvs[:-1]:
-            for status in ("in_review", "approved"):
-                services.transition_model_version(system, mv, status, reason="demo history")
-        services.transition_model_version(system, mvs[-1], "in_review", reason="awaiting the board")
+            self._approve(access, mv, reviewers)
+        approval_services.create_request(
+            access,
+            model_version=mvs[-1],
+            environment="production",
+            summary="Retrained on the latest snapshot; AUC up, one subgroup's recall down.",
+        )
         if not deployed:
             return
         # Production history: 1.0 → 1.1, rollback to 1.0, then 1.1 again after a fix.
@@ -271,6 +308,7 @@ class Command(BaseCommand):
             endpoint=f"https://serving.example.org/{slug}",
             released_at=now - timedelta(days=200),
         )
+        mvs[0].refresh_from_db()  # approved by the workflow above
         services.transition_model_version(system, mvs[0], "deployed")
         second = services.record_deployment(
             access,

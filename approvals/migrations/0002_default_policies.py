@@ -1,0 +1,26 @@
+"""The default approval policy for every risk tier and environment (approvals/defaults.py)."""
+
+from django.db import migrations
+
+
+def install(apps, schema_editor):
+    from approvals.defaults import default_policies
+
+    policy = apps.get_model("approvals", "ApprovalPolicy")
+    for data in default_policies():
+        if not policy.objects.filter(
+            risk_tier=data["risk_tier"], environment=data["environment"]
+        ).exists():
+            policy.objects.create(version=1, **data)
+
+
+def remove(apps, schema_editor):
+    apps.get_model("approvals", "ApprovalPolicy").objects.filter(
+        version=1, created_by__isnull=True
+    ).delete()
+
+
+class Migration(migrations.Migration):
+    dependencies = [("approvals", "0001_initial")]
+
+    operations = [migrations.RunPython(install, remove)]
