@@ -199,6 +199,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "EvidenceKindEnum": "registry.models.Evidence.Kind",
         "SigningKeyKindEnum": "registry.models.SigningKey.Kind",
+        "AttestationVerdictEnum": "registry.models.Attestation.Verdict",
+        "DecisionVerdictEnum": "approvals.models.Decision.Verdict",
     },
 }
 

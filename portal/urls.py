@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from approvals import api as approval_api
 from portal import views
 from portal.api import views as api_views
 from registry.api.urls import router as registry_router
@@ -11,6 +12,9 @@ from registry.api.urls import router as registry_router
 api = DefaultRouter(trailing_slash=True)
 api.registry.extend(registry_router.registry)
 api.register("tokens", api_views.ApiTokenViewSet)
+api.register("approval-requests", approval_api.ApprovalRequestViewSet)
+api.register("approval-policies", approval_api.ApprovalPolicyViewSet)
+api.register("notifications", approval_api.NotificationViewSet, basename="notification")
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),

@@ -45,6 +45,7 @@ class Command(BaseCommand):
                 with transaction.atomic():
                     self._organisation(users)
                     token = self._pipeline(users)
+                    approval_services.open_due_reviews()  # what Celery beat does daily
                 self.stdout.write(self.style.SUCCESS("Demo organisation created."))
                 self.stdout.write(
                     "API token of service account 'training-pipeline' (shown once; scoped to "
