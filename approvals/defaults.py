@@ -91,3 +91,13 @@ def default_policies() -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def install_defaults(policy_model: Any) -> None:
+    """Create the shipped policies that are missing (idempotent; takes the model class so the
+    data migration can pass its historical one)."""
+    for data in default_policies():
+        if not policy_model.objects.filter(
+            risk_tier=data["risk_tier"], environment=data["environment"]
+        ).exists():
+            policy_model.objects.create(version=1, **data)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -25,12 +26,18 @@ from audits.services import record
 from registry.models import ModelVersion
 
 
-class GateRefused(Exception):
-    """The deployment is refused (HTTP 409); ``reasons`` say why, one per line."""
+class GateRefused(ValidationError):
+    """The deployment is refused (HTTP 409 over the API; a form error in the UI and the
+    admin); ``reasons`` say why, under the ``model_version`` field."""
 
     def __init__(self, version: ModelVersion, environment: str, reasons: list[str]) -> None:
+        super().__init__({"model_version": [f"gate ({environment}): {r}" for r in reasons]})
         self.version, self.environment, self.reasons = version, environment, reasons
-        super().__init__(f"deployment of {version} to {environment} refused: " + "; ".join(reasons))
+
+    def __str__(self) -> str:
+        return f"deployment of {self.version} to {self.environment} refused: " + "; ".join(
+            self.reasons
+        )
 
 
 def is_gated(environment: str) -> bool:

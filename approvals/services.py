@@ -264,7 +264,7 @@ def create_request(
     req.save()
     record(AuditEvent.Action.CREATE, actor=access.actor, obj=req, changes={"after": snapshot(req)})
     if submit:
-        submit_request(access, req)
+        req = submit_request(access, req)
     return req
 
 

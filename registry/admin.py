@@ -139,9 +139,31 @@ class ArtifactAdmin(ServiceAdmin):
 
 @admin.register(Deployment)
 class DeploymentAdmin(ServiceAdmin):
+    """The deployment gate shows as a form error here; the refusal is audited before it."""
+
     list_display = ("__str__", "environment", "status", "released_at")
     list_filter = ("environment", "status")
     exclude = ("use_case",)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        base = super().get_form(request, obj, **kwargs)
+        if obj is not None:
+            return base
+
+        class GatedForm(base):  # type: ignore[misc, valid-type]
+            def clean(self) -> dict[str, Any]:
+                from approvals import gate
+
+                data = super().clean()
+                version, environment = data.get("model_version"), data.get("environment")
+                if version is not None and environment:
+                    try:
+                        gate.enforce(Access(user=request.user), version, environment)
+                    except gate.GateRefused as exc:
+                        raise forms.ValidationError(exc.messages) from exc
+                return data
+
+        return GatedForm
 
 
 # ---------------------------------------------------------------- signing

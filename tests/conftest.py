@@ -43,6 +43,10 @@ def _roles_after_flush(request: Any) -> None:
 
         request.getfixturevalue("transactional_db")
         roles.ensure_roles(Group, Permission)
+        from approvals.defaults import install_defaults
+        from approvals.models import ApprovalPolicy
+
+        install_defaults(ApprovalPolicy)
 
 
 @pytest.fixture(autouse=True)

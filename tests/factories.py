@@ -28,6 +28,10 @@ _seq = itertools.count(1)
 SYSTEM = Access.system()
 
 
+def next_n() -> int:
+    return next(_seq)
+
+
 def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 

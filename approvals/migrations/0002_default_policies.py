@@ -4,14 +4,9 @@ from django.db import migrations
 
 
 def install(apps, schema_editor):
-    from approvals.defaults import default_policies
+    from approvals.defaults import install_defaults
 
-    policy = apps.get_model("approvals", "ApprovalPolicy")
-    for data in default_policies():
-        if not policy.objects.filter(
-            risk_tier=data["risk_tier"], environment=data["environment"]
-        ).exists():
-            policy.objects.create(version=1, **data)
+    install_defaults(apps.get_model("approvals", "ApprovalPolicy"))
 
 
 def remove(apps, schema_editor):
