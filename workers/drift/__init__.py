@@ -1,0 +1,1 @@
+"""Drift statistics and mergeable profiles (pure numpy/scipy; no Django, no project imports)."""
