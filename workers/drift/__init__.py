@@ -1,5 +1,29 @@
-"""Drift statistics and mergeable profiles (pure numpy/scipy; no Django, no project imports)."""
+"""Drift statistics and mergeable profiles (pure numpy/scipy; no Django, no project imports).
 
+* :mod:`.profile` — reference / window profiles: build, fold batches, merge, JSON round trip,
+  CSV / Parquet readers.
+* :mod:`.stats` — exact statistics on raw arrays (KS, Wasserstein, Jensen–Shannon, PSI,
+  chi-square, Z-test).
+* :mod:`.approx` — the same statistics from profiles, with guaranteed error bounds.
+* :mod:`.detect` — Evidently 0.7's DataDriftPreset rules, per feature and per dataset,
+  prediction drift.
+
+See ``docs/drift.md``.
+"""
+
+from .detect import (
+    METHODS,
+    DriftConfig,
+    DriftReport,
+    FeatureDrift,
+    default_method,
+    detect_drift,
+    detect_drift_from_profiles,
+    feature_drift,
+    feature_drift_from_profiles,
+    prediction_drift,
+    prediction_drift_from_profiles,
+)
 from .profile import (
     CATEGORICAL,
     NUMERIC,
@@ -17,14 +41,25 @@ from .profile import (
 
 __all__ = [
     "CATEGORICAL",
+    "METHODS",
     "NUMERIC",
     "SCHEMA_VERSION",
     "DatasetProfile",
+    "DriftConfig",
+    "DriftReport",
+    "FeatureDrift",
     "FeatureProfile",
     "build_reference_profile",
+    "default_method",
+    "detect_drift",
+    "detect_drift_from_profiles",
+    "feature_drift",
+    "feature_drift_from_profiles",
     "fold",
     "infer_kind",
     "merge",
+    "prediction_drift",
+    "prediction_drift_from_profiles",
     "read_csv_columns",
     "read_parquet_columns",
     "window_profile",
