@@ -7,6 +7,8 @@
 * :mod:`.approx` — the same statistics from profiles, with guaranteed error bounds.
 * :mod:`.detect` — Evidently 0.7's DataDriftPreset rules, per feature and per dataset,
   prediction drift.
+* :mod:`.quality` — null-rate jumps, out-of-range values, new categories.
+* :mod:`.service` — latency quantiles (mergeable log-scale histogram) and error rate.
 
 See ``docs/drift.md``.
 """
@@ -38,6 +40,8 @@ from .profile import (
     read_parquet_columns,
     window_profile,
 )
+from .quality import QualityReport, QualityThresholds, data_quality
+from .service import LatencySketch, ServiceMetrics
 
 __all__ = [
     "CATEGORICAL",
@@ -49,7 +53,12 @@ __all__ = [
     "DriftReport",
     "FeatureDrift",
     "FeatureProfile",
+    "LatencySketch",
+    "QualityReport",
+    "QualityThresholds",
+    "ServiceMetrics",
     "build_reference_profile",
+    "data_quality",
     "default_method",
     "detect_drift",
     "detect_drift_from_profiles",
