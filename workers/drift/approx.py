@@ -21,11 +21,13 @@ last interior bin closed) ``F_j`` is *exactly* the reference CDF just below the 
   bin). So ``I_j = ∫_bin (F - G)`` is exact and ``Σ |I_j| <= W`` (lower bound). Inside bin ``j``
   ``h = F - G`` lies in ``[lo_j, hi_j] = [F_j - G_{j+1}, F_{j+1} - G_j]``; ``∫|h| - |∫h| =
   2 min(∫h⁺, ∫h⁻)`` is zero unless ``h`` changes sign inside the bin and is at most
-  ``2 w_j min(hi_j⁺ - I_j⁺/w_j, -lo_j⁻ + I_j⁻/w_j)`` otherwise, which gives the upper bound. In
-  the worst case that is ``Σ_j 2 w_j max(f_j, g_j)`` over the bins where the CDFs cross; in
-  practice only the few bins around crossings contribute. The estimate takes ``h`` linear
-  between its boundary values, shifted to the exact ``I_j``, clamped into the bounds. The
-  outer bins run from the smaller of both minimums and to the larger of both maximums.
+  ``2 min(w_j hi_j⁺ - I_j⁺, w_j lo_j⁻ - I_j⁻)`` otherwise (``x⁺ = max(x, 0)``,
+  ``x⁻ = max(-x, 0)``, ``w_j`` the bin width), which gives the upper bound. In the worst case
+  that is ``Σ_j 2 w_j max(f_j, g_j)`` over the bins where the CDFs may cross; in practice only
+  the few bins around crossings contribute. The estimate is ``|I_j|`` where ``h`` has one sign at
+  both bin boundaries and in ``I_j``; elsewhere ``h`` is taken linear between its boundary
+  values, shifted to the exact ``I_j``, and clamped into the bounds. The outer bins run from the
+  smaller of both minimums and to the larger of both maximums.
   Normalising by ``max(std_ref, 0.001)`` uses the reference's exact moments.
 * **Jensen–Shannon and PSI** are exact on the profile's frequency vectors: per category for
   categorical features (plus the ``other`` bucket as one more category when a profile overflowed
