@@ -581,6 +581,12 @@ def expire_approvals(now: Any = None) -> int:
 # ---------------------------------------------------------------- periodic reviews
 
 
+def _has_live(use_case: UseCase) -> bool:
+    from registry.models import Deployment
+
+    return Deployment.objects.filter(use_case=use_case, status=Deployment.Status.ACTIVE).exists()
+
+
 def _owners(use_case: UseCase) -> list[Any]:
     return [u for u in (use_case.business_owner, use_case.technical_owner) if u is not None]
 
@@ -599,20 +605,28 @@ def open_due_reviews(today: Any = None) -> int:
         UseCase.objects.select_for_update()
         .filter(
             next_review_date__lte=today,
-            status__in=[UseCase.Status.APPROVED, UseCase.Status.IN_PRODUCTION],
+            status__in=[
+                UseCase.Status.APPROVED,
+                UseCase.Status.IN_PRODUCTION,
+                UseCase.Status.UNDER_REVIEW,
+            ],
         )
         .exclude(reviews__state=PeriodicReview.State.OPEN)
     )
     for uc in due:
+        previous = uc.status
+        if previous == UseCase.Status.UNDER_REVIEW:  # put under review by hand before
+            previous = UseCase.Status.IN_PRODUCTION if _has_live(uc) else UseCase.Status.APPROVED
         review = PeriodicReview.objects.create(
-            use_case=uc, due_date=uc.next_review_date, previous_status=uc.status
+            use_case=uc, due_date=uc.next_review_date, previous_status=previous
         )
         record(
             AuditEvent.Action.CREATE, actor=None, obj=review, changes={"after": snapshot(review)}
         )
-        registry_services.transition_use_case(
-            system, uc, UseCase.Status.UNDER_REVIEW, reason=f"periodic review {review.pk} due"
-        )
+        if uc.status != UseCase.Status.UNDER_REVIEW:
+            registry_services.transition_use_case(
+                system, uc, UseCase.Status.UNDER_REVIEW, reason=f"periodic review {review.pk} due"
+            )
         notify(_owners(uc) + _board(), f"Periodic review due: {uc}", uc.get_absolute_url(), uc)
         opened += 1
     return opened

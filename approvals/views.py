@@ -3,7 +3,6 @@ periodic reviews and notifications. Every write goes through approvals.services.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.contrib import messages
@@ -20,6 +19,7 @@ from approvals import services
 from approvals.forms import DecisionForm, PolicyForm, RequestForm, SignOffForm
 from approvals.models import ApprovalPolicy, ApprovalRequest, Decision, Notification, PeriodicReview
 from audits.services import history_for
+from portal.jsonutil import script_json
 from portal.permissions import Access
 from registry.models import ModelVersion
 from registry.services import InvalidTransition
@@ -27,12 +27,6 @@ from registry.services import InvalidTransition
 
 def _access(request: HttpRequest) -> Access:
     return Access(user=request.user)
-
-
-def safe_json(value: Any) -> str:
-    """JSON safe to place inside a <script type="application/json"> element."""
-    text = json.dumps(value)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _requests(request: HttpRequest) -> QuerySet[ApprovalRequest]:
@@ -136,7 +130,7 @@ def _comparison_chart(mv: ModelVersion, deployed: ModelVersion | None) -> str | 
         "legend": {"orientation": "h", "y": 1.15},
         "font": {"family": "DejaVu Sans, sans-serif", "size": 12},
     }
-    return safe_json({"data": data, "layout": layout})
+    return script_json({"data": data, "layout": layout})
 
 
 def _subgroup_rows(mv: ModelVersion, deployed: ModelVersion | None) -> dict[str, Any]:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import plotly
@@ -12,6 +11,7 @@ from django.utils import timezone
 from django.views.decorators.cache import cache_control
 
 from audits.models import AuditEvent
+from portal.jsonutil import script_json
 from portal.permissions import Access
 from registry.models import Deployment, ModelVersion, RiskTier, UseCase
 
@@ -89,7 +89,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         {
             "grid": grid,
             "statuses": UseCase.Status.choices,
-            "chart": json.dumps(chart),
+            "chart": script_json(chart),
             "total": sum(counts.values()),
             "awaiting": access.filter(
                 ModelVersion.objects.filter(status=ModelVersion.Status.IN_REVIEW).select_related(

@@ -3,7 +3,6 @@ forms validate, and the service functions do the writes."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from audits.models import AuditEvent
 from audits.services import history_for, record_access
+from portal.jsonutil import script_json
 from portal.permissions import Access
 from registry import filters, forms, services
 from registry.models import (
@@ -422,7 +422,7 @@ def _subgroup_chart(mv: ModelVersion, table: dict[str, Any]) -> str:
         "legend": {"orientation": "h", "y": 1.12},
         "font": {"family": "DejaVu Sans, sans-serif", "size": 12},
     }
-    return json.dumps({"data": data, "layout": layout})
+    return script_json({"data": data, "layout": layout})
 
 
 @login_required

@@ -176,3 +176,20 @@ def test_list_pages_query_count_does_not_grow_with_rows(world: Any, url: str) ->
         f.deployment(mv)
     assert UseCase.objects.count() > 12
     assert _queries(client, url) == few
+
+
+def test_chart_json_cannot_close_its_script_element(world: Any) -> None:
+    """A subgroup named like markup stays inside the chart's JSON (escaped)."""
+    from django.test import Client
+
+    from portal.permissions import Access
+    from registry import services
+
+    mv = world.tree["a"]["model_version"]
+    evil = "</script><script>alert(1)</script>"
+    services.update_model_version(Access.system(), mv, subgroup_metrics={evil: {"recall": 0.5}})
+    client = Client()
+    client.force_login(world.users["board"])
+    page = client.get(mv.get_absolute_url()).content.decode()
+    assert evil not in page
+    assert "\\u003c/script\\u003e" in page
