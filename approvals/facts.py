@@ -7,6 +7,7 @@ from typing import Any
 
 import rfc8785
 from django.apps import apps
+from django.db.models import Prefetch
 from django.utils import timezone
 
 from registry.models import Artifact, Attestation, Deployment, ModelVersion, UseCase
@@ -44,8 +45,9 @@ def deployed_version(version: ModelVersion, environment: str) -> ModelVersion | 
 def artifact_signatures(version: ModelVersion) -> list[dict[str, Any]]:
     """Each artifact with whether a signature over it verifies *now* by an unrevoked key."""
     out = []
+    attestations = Attestation.objects.select_related("signer_key__owner", "created_by")
     artifacts = Artifact.objects.filter(model_version=version).prefetch_related(
-        "attestations__signer_key__owner", "attestations__created_by"
+        Prefetch("attestations", queryset=attestations)
     )
     for artifact in artifacts:
         verified, signer, reason = False, "", "unsigned"
@@ -57,7 +59,7 @@ def artifact_signatures(version: ModelVersion) -> list[dict[str, Any]]:
             if key is not None and key.revoked_at is not None:
                 reason = f"signing key {key.key_id[:16]} is revoked"
                 continue
-            ok, why = reverify(att)
+            ok, why = reverify(att, fresh_key=key)  # key loaded just now, with the artifact
             if ok:
                 verified, signer, reason = True, signer_label(att), ""
                 break
@@ -107,7 +109,11 @@ def gather(version: ModelVersion, environment: str) -> dict[str, Any]:
         }
     evidence = [
         {"kind": e.kind, "title": e.title, "signature": signature_status(e.attestations.all())}
-        for e in version.evidence.prefetch_related("attestations")
+        for e in version.evidence.prefetch_related(
+            Prefetch(
+                "attestations", queryset=Attestation.objects.only("id", "evidence_id", "verdict")
+            )
+        )
     ]
     artifacts = artifact_signatures(version)
     training = list(version.training_datasets.all())

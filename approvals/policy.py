@@ -1,9 +1,11 @@
-"""Policy checks in CEL (Common Expression Language, via cel-python).
+"""Policy checks in CEL (Common Expression Language, via common-expression-language).
 
 Why CEL: a real, specified, side-effect-free expression language (no loops, no
 I/O, always terminates), readable by risk officers (``metrics.auc >= 0.8``),
-with macros over lists (``subgroups.all(s, s.metrics.recall >= 0.8)``). It is
-compiled once per expression (cached) and run over a dictionary of *facts*
+with macros over lists (``subgroups.all(s, s.metrics.recall >= 0.8)``). The
+package binds the Rust ``cel-interpreter`` (cel-python, a pure-Python
+interpreter, took ~12 ms for one macro over 50 subgroups; this takes ~0.06 ms).
+Each expression is compiled once (cached) and run over a dictionary of *facts*
 gathered from the registry for the request:
 
 ``model_card``      {"complete": bool, "missing": [field, ...], <card fields>}
@@ -30,12 +32,8 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-import celpy
+import cel
 from django.core.exceptions import ValidationError
-
-# The interpreted runner: cel-python 0.5's compiled runner mis-evaluates some logical
-# operators (e.g. ``!x || y`` raised "no such overload" where the interpreter is right).
-_ENV = celpy.Environment()
 
 FACT_NAMES = (
     "model_card",
@@ -57,9 +55,10 @@ FACT_NAMES = (
 def compile_expression(expression: str) -> Any:
     """The compiled program; ValueError naming the position of a syntax error."""
     try:
-        return _ENV.program(_ENV.compile(expression))
-    except celpy.CELParseError as exc:
-        raise ValueError(f"not valid CEL: {str(exc).splitlines()[0]}") from exc
+        return cel.compile(expression)
+    except (ValueError, RuntimeError) as exc:
+        message = str(exc).replace("\n", " ")
+        raise ValueError(f"not valid CEL: {message[:300]}") from exc
 
 
 def validate_checks(checks: Any) -> list[dict[str, str]]:
@@ -109,36 +108,23 @@ class CheckResult:
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, celpy.celtypes.BoolType):
+    if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)[:200]
 
 
 def evaluate(checks: list[dict[str, str]], facts: dict[str, Any]) -> list[CheckResult]:
-    """Run every check over the facts (converted to CEL values once)."""
-    activation = {name: celpy.json_to_cel(facts.get(name)) for name in FACT_NAMES}
+    """Run every check over the facts (one evaluation context for all of them)."""
+    context = cel.Context({name: facts.get(name) for name in FACT_NAMES})
     results = []
     for check in checks:
         program = compile_expression(check["expression"])
         try:
-            value = program.evaluate(activation)
-        except celpy.CELEvalError as exc:
-            results.append(
-                CheckResult(check["name"], check["expression"], False, f"error: {_eval_msg(exc)}")
-            )
+            value = program.execute(context)
+        except Exception as exc:  # noqa: BLE001  (any evaluation error fails the check)
+            detail = f"error: {type(exc).__name__}: {exc}"[:300]
+            results.append(CheckResult(check["name"], check["expression"], False, detail))
             continue
-        passed = isinstance(value, celpy.celtypes.BoolType) and bool(value)
+        passed = value is True
         results.append(CheckResult(check["name"], check["expression"], passed, _show(value)))
     return results
-
-
-def _eval_msg(exc: BaseException) -> str:
-    while exc.args and isinstance(exc.args[-1], tuple) and exc.args[-1]:
-        inner = exc.args[-1][0]
-        if isinstance(inner, BaseException):
-            exc = inner
-            continue
-        break
-    if exc.args and isinstance(exc.args[0], str):
-        return exc.args[0]
-    return str(exc)

@@ -278,7 +278,9 @@ def get_key(identifier: str) -> SigningKey | None:
     return found[0] if found else None
 
 
-def reverify(attestation: Attestation, *, at: datetime | None = None) -> tuple[bool, str]:
+def reverify(
+    attestation: Attestation, *, at: datetime | None = None, fresh_key: SigningKey | None = None
+) -> tuple[bool, str]:
     """Verify a stored attestation again, now (for the deployment gate).
 
     Fails when the signature no longer verifies with the stored key, the target's
@@ -286,8 +288,9 @@ def reverify(attestation: Attestation, *, at: datetime | None = None) -> tuple[b
     the attestation was received (a back-dated revocation catches it).
     """
     target = attestation.target
-    # Read the key afresh: a revocation since the row was loaded must count.
-    key = SigningKey.objects.filter(pk=attestation.signer_key_id).first()
+    # Read the key afresh: a revocation since the row was loaded must count (a caller
+    # that has just loaded it in this request may pass it as ``key``).
+    key = fresh_key or SigningKey.objects.filter(pk=attestation.signer_key_id).first()
     if key is None:
         return False, "the attestation has no signer key"
     when = at or attestation.verified_at
