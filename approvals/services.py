@@ -10,6 +10,7 @@ anything it vouched for changes (approvals/signals.py, gate.py).
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -32,6 +33,7 @@ from registry import services as registry_services
 from registry.models import ModelVersion, RiskTier, UseCase
 from registry.services import InvalidTransition, snapshot
 
+logger = logging.getLogger(__name__)
 APPROVAL_PREDICATE = "https://charter.dev/attestations/approval/v1"
 POLICY_FIELDS = (
     "name",
@@ -116,15 +118,16 @@ def notify(users: Any, text: str, url: str = "", use_case: UseCase | None = None
     )
     recipients = sorted({u.email for u in users if u.email})
     if recipients:
-        transaction.on_commit(
-            lambda: send_mail(
-                f"[Charter] {text[:120]}",
-                f"{text}\n\n{settings.CHARTER_BASE_URL.rstrip('/')}{url}",
-                None,
-                recipients,
-                fail_silently=True,
-            )
-        )
+        body = f"{text}\n\n{settings.CHARTER_BASE_URL.rstrip('/')}{url}"
+        transaction.on_commit(lambda: _send(f"[Charter] {text[:120]}", body, recipients))
+
+
+def _send(subject: str, body: str, recipients: list[str]) -> None:
+    """Mail after commit; a mail server that is down must not undo the decision."""
+    try:
+        send_mail(subject, body, None, recipients)
+    except OSError:
+        logger.warning("notification mail to %s failed", ", ".join(recipients), exc_info=True)
 
 
 def reviewers_for(req: ApprovalRequest) -> list[Any]:

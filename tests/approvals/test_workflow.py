@@ -287,3 +287,17 @@ def test_periodic_review_opens_when_due_and_is_signed_off(db: Any) -> None:
     uc.refresh_from_db()
     assert uc.status == "approved"
     assert uc.next_review_date == timezone.localdate() + timedelta(days=90)
+
+
+def test_reviewers_are_emailed_once_the_request_commits(
+    rig: Rig, django_capture_on_commit_callbacks: Any, mailoutbox: list[Any]
+) -> None:
+    for u, address in ((rig.board1, "b1@example.org"), (rig.risk, "risk@example.org")):
+        u.email = address
+        u.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        req = rig.request()
+    (mail,) = mailoutbox
+    assert sorted(mail.to) == ["b1@example.org", "risk@example.org"]
+    assert "Approval requested" in mail.subject
+    assert req.get_absolute_url() in mail.body
