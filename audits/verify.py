@@ -108,7 +108,7 @@ _SEQ_UNIQUE_SQL = (
     "SELECT count(*) FROM pg_catalog.pg_index i "
     "JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
     "WHERE i.indrelid = 'audits_auditevent'::regclass AND i.indisunique AND i.indisvalid "
-    "AND i.indnatts = 1 AND a.attname = 'seq'"
+    "AND i.indnkeyatts = 1 AND a.attname = 'seq'"
 )
 _DB_HASH_SQL = (
     "SELECT count(*), min(seq), max(seq), "
@@ -116,9 +116,11 @@ _DB_HASH_SQL = (
     "pg_catalog.convert_to(prev_hash || payload, 'UTF8')), 'hex')) "
     "FROM audits_auditevent WHERE seq >= %s"
 )
+# Each prev_hash against the previous row's hash: an index-only scan of the seq index,
+# which carries both hashes (audits migration 0010).
 _DB_LINK_SQL = (
-    "SELECT count(*) FROM audits_auditevent a JOIN audits_auditevent b ON b.seq = a.seq + 1 "
-    "WHERE a.seq >= %s AND b.prev_hash <> a.hash"
+    "SELECT count(*) FROM (SELECT prev_hash, lag(hash) OVER (ORDER BY seq) AS before "
+    "FROM audits_auditevent WHERE seq >= %s) t WHERE before IS NOT NULL AND prev_hash <> before"
 )
 
 
