@@ -162,3 +162,35 @@ class Segment(models.Model):
 
     def __str__(self) -> str:
         return f"archived segment #{self.first_seq}–#{self.last_seq}"
+
+
+class ReportJob(models.Model):
+    """A lineage report package being rendered by a worker (lineage/reports/)."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    subject_type = models.CharField(max_length=100)
+    subject_id = models.CharField(max_length=64)
+    subject_repr = models.CharField(max_length=300)
+    use_case = models.ForeignKey("registry.UseCase", on_delete=models.CASCADE, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    step = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    file = models.FileField(upload_to="reports/%Y/%m/", blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+
+    def __str__(self) -> str:
+        return f"report of {self.subject_repr} ({self.state})"

@@ -25,6 +25,7 @@ urlpatterns = [
     path("access/", include("portal.access_urls")),
     path("audit/", include("audits.urls")),
     path("approvals/", include("approvals.urls")),
+    path("reports/", include("lineage.reports.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/access/grants/", api_views.GrantView.as_view(), name="api-grants"),
     path("api/v1/", include((api.urls, "api"), namespace="api")),

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Check a Charter audit export offline: ``verify_audit_export.py EXPORT.zip``.
+"""Check a Charter audit export (or a report package) offline:
+``verify_audit_export.py EXPORT.zip``.
 
 Self-contained on purpose (standard library + ``cryptography``; nothing from
 Charter), so an auditor can read and run it without trusting the portal's code.
@@ -19,7 +20,14 @@ holds ``segment.json`` instead: its events must run exactly from the manifest's
 first seq and prev_hash to its last seq and hash, with ``events.jsonl`` having
 the signed SHA-256.
 
-Exit 0 with "OK N events", or exit 1 naming the first bad seq.
+Report packages (lineage reports for auditors) hold ``manifest.json`` (every
+file's SHA-256), ``manifest.dsse.json`` (the manifest signed by the portal key)
+and ``portal_public_keys.pem``: the signature must verify over the manifest's
+exact bytes, and the package must hold exactly the listed files with those
+digests.
+
+Exit 0 with "OK N events" (or "OK report package …"), or exit 1 naming the
+first problem.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 GENESIS_HASH = "0" * 64
 CHECKPOINT_PAYLOAD_TYPE = "application/vnd.charter.checkpoint+json"
+REPORT_PAYLOAD_TYPE = "application/vnd.charter.report-manifest+json"
 SEGMENT_PAYLOAD_TYPE = "application/vnd.charter.audit-segment+json"
 MANIFEST_FIELDS = ("first_seq", "last_seq", "prev_hash", "last_hash", "events", "events_sha256")
 _PEM_BLOCK = re.compile(rb"-----BEGIN PUBLIC KEY-----\s.*?-----END PUBLIC KEY-----\s*", re.DOTALL)
@@ -279,6 +288,34 @@ def check_checkpoints(
     return len(checkpoints)
 
 
+def verify_report(archive: zipfile.ZipFile) -> str:
+    """Check a report package; the summary line, or Bad naming the problem."""
+    names = set(archive.namelist())
+    keys = load_keys(archive.read("portal_public_keys.pem"))
+    manifest_bytes = archive.read("manifest.json")
+    try:
+        envelope = json.loads(archive.read("manifest.dsse.json"))
+        signed = signed_body(envelope, REPORT_PAYLOAD_TYPE, keys)
+    except (KeyError, ValueError) as exc:
+        raise Bad(None, f"manifest signature: {exc}") from exc
+    if _b64(envelope["payload"]) != manifest_bytes:
+        raise Bad(None, "manifest.json differs from the signed manifest")
+    files = signed.get("files") if isinstance(signed, dict) else None
+    if not isinstance(files, dict) or not files:
+        raise Bad(None, "the signed manifest lists no files")
+    own = {"manifest.json", "manifest.dsse.json", "portal_public_keys.pem"}
+    extra = sorted(names - own - set(files))
+    if extra:
+        raise Bad(None, f"files not in the manifest: {', '.join(extra)}")
+    for name, digest in sorted(files.items()):
+        if name not in names:
+            raise Bad(None, f"{name} is listed in the manifest but missing")
+        if hashlib.sha256(archive.read(name)).hexdigest() != digest:
+            raise Bad(None, f"{name} does not match its SHA-256 in the signed manifest")
+    subject = signed.get("subject", {})
+    return f"OK report package for {subject.get('name', '?')}: {len(files)} files verified"
+
+
 def verify(path: str) -> tuple[int, int]:
     with zipfile.ZipFile(path) as archive:
         names = set(archive.namelist())
@@ -311,6 +348,14 @@ def main(argv: list[str]) -> int:
         print(f"usage: {argv[0]} EXPORT.zip", file=sys.stderr)
         return 2
     try:
+        with zipfile.ZipFile(argv[1]) as archive:
+            if "manifest.dsse.json" in archive.namelist():
+                try:
+                    print(verify_report(archive))
+                except Bad as exc:
+                    print(f"FAILED: {exc.reason}")
+                    return 1
+                return 0
         events, checkpoints = verify(argv[1])
     except Bad as exc:
         where = f"seq {exc.seq}" if exc.seq is not None else "checkpoints"
