@@ -51,6 +51,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("charter_client")
+log.addHandler(logging.NullHandler())  # retries are logged as warnings: configure logging to see
 
 VERSION = "0.1.0"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
