@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from charter_client import (
+    ApprovalTimeout,
     BadRequest,
     CharterError,
     Client,
@@ -60,6 +61,27 @@ def test_caller_supplied_idempotency_key_and_retry_after(stub: Stub) -> None:
     client = _client(stub.url, backoff=60)  # Retry-After: 0 wins over the backoff
     assert client.post("things/", {"a": 1}, idempotency_key="run-42-step-3") == {"ok": True}
     assert [s.headers["Idempotency-Key"] for s in stub.seen] == ["run-42-step-3"] * 2
+
+
+def test_wait_for_approval_polls_through_an_outage_and_times_out(stub: Stub) -> None:
+    stub.script = [
+        (200, {"id": 5, "state": "in_review"}, {}),
+        (500, {"detail": "boom"}, {}),
+        (200, {"id": 5, "state": "in_review"}, {}),
+        (200, {"id": 5, "state": "changes_requested"}, {}),
+    ]
+    seen: list[str] = []
+    final = _client(stub.url).wait_for_approval(
+        5, 30, 0.01, on_poll=lambda r: seen.append(r["state"])
+    )
+    assert final["state"] == "changes_requested"
+    assert seen == ["in_review", "in_review", "changes_requested"]
+    assert all(s.path == "/api/v1/approval-requests/5/" for s in stub.seen)
+
+    stub.script, stub.seen[:] = [(200, {"id": 5, "state": "in_review"}, {})], []
+    with pytest.raises(ApprovalTimeout) as exc:
+        _client(stub.url).wait_for_approval(5, 0.2, 0.05)
+    assert exc.value.request["state"] == "in_review" and len(stub.seen) >= 2
 
 
 def test_retries_give_up_with_server_error(stub: Stub) -> None:

@@ -21,6 +21,7 @@ from charter_client import (
     Client,
     Conflict,
     NotFound,
+    TooLarge,
     Unauthorized,
     generate_key,
     key_id,
@@ -356,3 +357,15 @@ def test_list_follows_pages(live_server: Any) -> None:
     assert len(pages) == 3 and "page=2" in pages[1] and "page=3" in pages[2]
     assert sorted(d["id"] for d in items) == sorted(p.uc.datasets.values_list("id", flat=True))
     assert len(items) == 7
+
+
+@pytest.mark.django_db(transaction=True)
+def test_oversized_upload_raises_too_large(live_server: Any, settings: Any, tmp_path: Path) -> None:
+    settings.CHARTER_MAX_UPLOAD_BYTES = 1 << 20
+    p = _portal(live_server)
+    data = tmp_path / "big.bin"
+    data.write_bytes(os.urandom(3 << 20))
+    with pytest.raises(TooLarge) as exc:
+        Client(p.url, p.token).register_dataset_version(p.dataset.pk, "v1", data)
+    assert exc.value.status == 413 and "limit is 1048576 bytes" in exc.value.detail
+    assert not DatasetVersion.objects.filter(dataset=p.dataset).exists()

@@ -40,7 +40,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from charter_client import signing
-from charter_client.errors import ApprovalTimeout, CharterError, ConnectionFailed, error_for
+from charter_client.errors import (
+    ApprovalTimeout,
+    CharterError,
+    ConnectionFailed,
+    ServerError,
+    error_for,
+)
 
 __all__ = [
     "FINAL_STATES",
@@ -808,20 +814,33 @@ class Client:
         rejected, changes_requested, expired, superseded, withdrawn) and return it.
 
         Raises :class:`~charter_client.errors.ApprovalTimeout` (with the last state seen)
-        after ``timeout`` seconds. ``on_poll`` sees each state read.
+        after ``timeout`` seconds. Outages while waiting (Charter unreachable, or 5xx after
+        the retries) are logged and polled through until the deadline; refusals (e.g. 404)
+        raise at once. ``on_poll`` sees each state read.
         """
         deadline = time.monotonic() + max(0.0, timeout)
+        last: dict[str, Any] = {}
         while True:
-            req = self.get_approval(request_id)
-            if on_poll is not None:
-                on_poll(req)
-            if req.get("state") in FINAL_STATES:
-                return req
+            try:
+                req: dict[str, Any] | None = self.get_approval(request_id)
+            except (ConnectionFailed, ServerError) as exc:
+                # an outage while waiting hours for a board is no reason to give up early
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("approval request %s: %s; still waiting", request_id, exc.detail)
+                req = None
+            if req is not None:
+                last = req
+                if on_poll is not None:
+                    on_poll(req)
+                if req.get("state") in FINAL_STATES:
+                    return req
             left = deadline - time.monotonic()
             if left <= 0:
                 raise ApprovalTimeout(
-                    f"approval request {request_id} is still {req.get('state')} after {timeout:g}s",
-                    request=req,
+                    f"approval request {request_id} is still {last.get('state', 'unknown')} "
+                    f"after {timeout:g}s",
+                    request=last,
                 )
             self._sleep(min(max(poll, 0.05), left))
 
