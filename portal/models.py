@@ -82,3 +82,29 @@ class ApiToken(models.Model):
         if self.expires_at <= timezone.now():
             return "expired"
         return "active"
+
+
+class IdempotencyRecord(models.Model):
+    """The response to an API write sent with an ``Idempotency-Key`` (portal/idempotency.py).
+
+    ``principal`` is a SHA-256 of the caller's credentials (bearer token or session
+    user), so one caller's keys never collide with another's.
+    """
+
+    principal = models.CharField(max_length=64)
+    key = models.CharField(max_length=200)
+    request_sha256 = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    content_type = models.CharField(max_length=200, blank=True)
+    body = models.BinaryField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["principal", "key"], name="idempotency_key_unique")
+        ]
+        indexes = [models.Index(fields=["created_at"])]
+
+    def __str__(self) -> str:
+        return f"idempotency key {self.key[:16]}"

@@ -77,6 +77,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "portal.idempotency.IdempotencyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -156,6 +157,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 CHARTER_GATED_ENVIRONMENTS = env_str("CHARTER_GATED_ENVIRONMENTS", "production").split(",")
 # Used in notification emails.
 CHARTER_BASE_URL = env_str("CHARTER_BASE_URL", "http://127.0.0.1:8000")
+# Idempotency-Key on API writes (portal/idempotency.py)
+CHARTER_IDEMPOTENCY_TTL_HOURS = env_int("CHARTER_IDEMPOTENCY_TTL_HOURS", 48)
+CHARTER_IDEMPOTENCY_PENDING_SECONDS = env_int("CHARTER_IDEMPOTENCY_PENDING_SECONDS", 300)
 CHARTER_TOKEN_DEFAULT_DAYS = env_int("CHARTER_TOKEN_DEFAULT_DAYS", 90)
 CHARTER_TOKEN_LAST_USED_RESOLUTION_S = 60
 
@@ -231,6 +235,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint-hourly": {"task": "audits.tasks.make_checkpoint", "schedule": 3600.0},
     "approvals-expire-hourly": {"task": "approvals.tasks.expire_approvals", "schedule": 3600.0},
+    "idempotency-purge-hourly": {"task": "portal.tasks.purge_idempotency", "schedule": 3600.0},
     "approvals-open-due-reviews-daily": {
         "task": "approvals.tasks.open_due_reviews",
         "schedule": 86400.0,

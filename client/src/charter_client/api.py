@@ -7,11 +7,9 @@ Standard library only (``urllib.request``); ``cryptography`` is needed for signi
   timed out) are retried with exponential backoff and full jitter, honouring
   ``Retry-After``; other errors raise at once.
 * **Idempotency**: every write carries an ``Idempotency-Key`` header, generated once per
-  logical call and sent again on each of its retries (or given by the caller). The
-  telemetry endpoints answer a repeated key with the original response; the registry
-  endpoints ignore the header today, so a write retried after a lost answer may be
-  refused as a duplicate (409 :class:`~charter_client.errors.Conflict`) — the first
-  attempt did land.
+  logical call and sent again on each of its retries (or given by the caller). Charter
+  answers a repeated key from the first request without writing again, so a write
+  retried after a lost answer is not duplicated.
 * **Errors**: :class:`~charter_client.errors.CharterError` subclasses by status, with the
   server's ``detail`` and field ``errors``.
 """
