@@ -1094,7 +1094,7 @@ def _fire(rule: AlertRule, summary: str, details: dict[str, Any]) -> Incident:
     now = timezone.now()
     deployment = rule.deployment
     incident = (
-        Incident.objects.select_for_update()
+        Incident.objects.select_for_update(of=("self",))
         .filter(rule=rule, closed_at__isnull=True)
         .select_related("use_case", "deployment")
         .first()
@@ -1210,7 +1210,7 @@ def _require_handle_use_case(access: Access, use_case: UseCase) -> None:
 
 def _locked(incident: Incident) -> Incident:
     return (
-        Incident.objects.select_for_update()
+        Incident.objects.select_for_update(of=("self",))
         .select_related("use_case", "deployment")
         .get(pk=incident.pk)
     )
