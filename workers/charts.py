@@ -36,9 +36,9 @@ def to_json(fig: dict[str, Any]) -> str:
 def _layout(height: int, **extra: Any) -> dict[str, Any]:
     return {
         "height": height,
-        "margin": {"l": 56, "r": 16, "t": 12, "b": 36},
+        "margin": {"l": 56, "r": 16, "t": 34, "b": 40},
         "font": FONT,
-        "legend": {"orientation": "h", "y": -0.18},
+        "legend": {"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"},
         "hovermode": "x unified",
         **extra,
     }
@@ -156,7 +156,7 @@ def predictions_over_time(windows: Sequence[Any]) -> dict[str, Any] | None:
         means = [fp.mean for _, fp in points]
         data = [
             {"type": "scatter", "mode": "lines", "x": x, "y": q[0.9], "name": "90th pct",
-             "line": {"width": 0, "color": BLUE}},
+             "line": {"width": 0, "color": BLUE}, "showlegend": False},
             {"type": "scatter", "mode": "lines", "x": x, "y": q[0.1], "name": "10–90%",
              "fill": "tonexty", "fillcolor": "rgba(53,87,163,0.18)",
              "line": {"width": 0, "color": BLUE}},
@@ -280,8 +280,10 @@ def _rebin(fp: FeatureProfile, lo: float, hi: float, bins: int) -> np.ndarray:
         a, b, c = edges[j - 1], edges[j], fp.bin_counts[j]
         if c == 0:
             continue
+        if b < lo or a > hi:
+            continue
         if b <= a:
-            out[min(int((a - lo) / width), bins - 1)] += c
+            out[min(max(int((a - lo) / width), 0), bins - 1)] += c
             continue
         first, last = int((a - lo) / width), min(int((b - lo) / width), bins - 1)
         for t in range(max(first, 0), last + 1):
@@ -293,10 +295,13 @@ def _rebin(fp: FeatureProfile, lo: float, hi: float, bins: int) -> np.ndarray:
 
 def feature_histogram(
     name: str, reference: FeatureProfile, current: FeatureProfile
-) -> dict[str, Any]:
-    """Reference against current distribution of one feature (shares)."""
+) -> tuple[dict[str, Any], str]:
+    """Reference against current distribution of one feature (shares), and a note on what
+    the chart leaves out."""
     if reference.numeric:
-        lo, hi = float(reference.edges[0]), float(reference.edges[-1])
+        e = reference.edges
+        inner = e.size > 10  # quantile edges: show the reference's 1st..99th percentiles
+        lo, hi = (float(e[1]), float(e[-2])) if inner else (float(e[0]), float(e[-1]))
         bins = 30 if hi > lo else 1
         if hi <= lo:
             hi = lo + 1.0
@@ -320,6 +325,8 @@ def feature_histogram(
         below = current.bin_counts[0] / current.n if current.n else 0.0
         above = current.bin_counts[-1] / current.n if current.n else 0.0
         note = f"current below the reference range: {below:.1%}, above: {above:.1%}"
+        if inner:
+            note = f"Shown: the reference's 1st–99th percentiles; {note}."
         layout = _layout(
             300,
             barmode="overlay",
@@ -327,11 +334,7 @@ def feature_histogram(
             yaxis={"title": {"text": "share"}, "tickformat": ".0%"},
             hovermode="closest",
         )
-        layout["annotations"] = [
-            {"text": note, "xref": "paper", "yref": "paper", "x": 1, "y": 1.06,
-             "showarrow": False, "xanchor": "right", "font": {"size": 10}},
-        ]  # fmt: skip
-        return {"data": data, "layout": layout}
+        return {"data": data, "layout": layout}, note
     keys = [k for k, _ in sorted(reference.values.items(), key=lambda kc: -kc[1])[:20]]
     keys += [k for k, c in current.values.items() if k not in keys and c > 0][: 25 - len(keys)]
     data = []
@@ -347,4 +350,6 @@ def feature_histogram(
         )
     layout = _layout(300, barmode="group", yaxis={"title": {"text": "share"}, "tickformat": ".0%"})
     layout["hovermode"] = "closest"
-    return {"data": data, "layout": layout}
+    new = sum(c for k, c in current.values.items() if k not in reference.values) + current.other
+    share = new / current.n if current.n else 0.0
+    return {"data": data, "layout": layout}, f"Categories unseen in the reference: {share:.1%}."

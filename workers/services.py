@@ -443,6 +443,7 @@ def accept_batch(
     timestamp: datetime,
     payload: dict[str, Any] | None = None,
     file: File | None = None,
+    queue: bool = True,
 ) -> tuple[TelemetryBatch, bool]:
     """Store a checked batch and queue its fold; ``(batch, replayed)``.
 
@@ -476,9 +477,10 @@ def accept_batch(
             batch.save()
             batch.response = batch_response(batch)
             batch.save(update_fields=["response"])
-            from workers.tasks import fold_telemetry_batch
+            if queue:
+                from workers.tasks import fold_telemetry_batch
 
-            transaction.on_commit(lambda: fold_telemetry_batch.delay(batch.pk))
+                transaction.on_commit(lambda: fold_telemetry_batch.delay(batch.pk))
     except IntegrityError:
         if batch.file:
             batch.file.delete(save=False)
@@ -957,6 +959,7 @@ def rule_verdict(rule: AlertRule, result: DriftResult) -> tuple[bool, str, dict[
     """Does ``rule`` fire on ``result``? ``(fires, summary, details)``."""
     kind = rule.kind
     details: dict[str, Any] = {
+        "window": result.window_id,
         "window_start": result.window_start.isoformat(),
         "window_end": result.window_end.isoformat(),
         "rows": result.rows,
@@ -1090,6 +1093,10 @@ def fire(rule: AlertRule, summary: str, details: dict[str, Any]) -> Incident:
     raise RuntimeError(f"could not open or update the incident of rule {rule.pk}")
 
 
+def _when(iso: str) -> str:
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _fire(rule: AlertRule, summary: str, details: dict[str, Any]) -> Incident:
     now = timezone.now()
     deployment = rule.deployment
@@ -1108,7 +1115,23 @@ def _fire(rule: AlertRule, summary: str, details: dict[str, Any]) -> Incident:
         incident.last_seen_at = now
         incident.details = details
         incident.save(update_fields=["occurrences", "last_seen_at", "details"])
-        _event(incident, IncidentEvent.Kind.RECURRED, summary, **details)
+        last = incident.events.order_by("-at", "-pk").first()
+        if last is not None and last.kind == IncidentEvent.Kind.RECURRED:
+            # consecutive firings make one timeline line: "fired again n times, latest: …"
+            times = last.data.get("times", 1) + 1
+            last.text = f"{summary} (fired {times} times in a row)"
+            last.data = {**details, "times": times, "first_at": last.data.get("first_at")}
+            last.at = now
+            last.save(update_fields=["text", "data", "at"])
+        else:
+            _event(
+                incident,
+                IncidentEvent.Kind.RECURRED,
+                summary,
+                times=1,
+                first_at=now.isoformat(),
+                **details,
+            )
         return incident
     title = f"{rule.name}: {summary}"[:300]
     incident = Incident.objects.create(
@@ -1117,8 +1140,8 @@ def _fire(rule: AlertRule, summary: str, details: dict[str, Any]) -> Incident:
         rule=rule,
         title=title,
         description=(
-            f"Alert rule '{rule.name}' fired on deployment #{deployment.pk} "
-            f"({deployment}) for the window {details['window_start']} – {details['window_end']}."
+            f"Alert rule '{rule.name}' fired on deployment #{deployment.pk} ({deployment}) "
+            f"for the window {_when(details['window_start'])} – {_when(details['window_end'])}."
         ),
         severity=rule.severity,
         details=details,

@@ -67,12 +67,12 @@ def _histogram(
     if feature not in reference.features:
         return None
     current = DatasetProfile.from_dict(window.profile)
+    figure, note = charts.feature_histogram(feature, reference[feature], current[feature])
     return {
         "feature": feature,
         "kind": reference[feature].kind,
-        "chart": charts.to_json(
-            charts.feature_histogram(feature, reference[feature], current[feature])
-        ),
+        "chart": charts.to_json(figure),
+        "note": note,
         "window": window,
     }
 
@@ -122,6 +122,9 @@ def monitoring(request: HttpRequest, pk: int) -> HttpResponse:
     if window is not None and result is None:
         result = DriftResult.objects.filter(window=window).first()
     rows = _feature_rows(result)
+    labelled = result if result and (result.performance or {}).get("labelled") else None
+    if labelled is None:
+        labelled = next((r for r in reversed(results) if r.performance.get("labelled")), None)
     feature = request.GET.get("feature") or (rows[0]["feature"] if rows else "")
     if window is not None:
         window = WindowProfile.objects.get(pk=window.pk)  # with its profile
@@ -147,6 +150,7 @@ def monitoring(request: HttpRequest, pk: int) -> HttpResponse:
             "evaluated": set(by_window),
             "window": window,
             "result": result,
+            "labelled": labelled,
             "rows": rows,
             "feature": feature,
             "histogram": _histogram(dep, window, feature),

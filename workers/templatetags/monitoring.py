@@ -40,6 +40,17 @@ def deployment_monitoring(dep: Any) -> dict[str, Any]:
 
 
 @register.filter
+def iso_time(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """An ISO 8601 string (as stored in JSON details) shown in UTC."""
+    from datetime import UTC, datetime
+
+    try:
+        return datetime.fromisoformat(str(value)).astimezone(UTC).strftime(fmt)
+    except ValueError:
+        return str(value)
+
+
+@register.filter
 def pct(value: Any, digits: int = 1) -> str:
     if value is None:
         return "—"
@@ -48,11 +59,31 @@ def pct(value: Any, digits: int = 1) -> str:
 
 @register.filter
 def num(value: Any, digits: int = 3) -> str:
+    """About ``digits`` significant figures; scientific notation for tiny or huge values."""
     if value is None:
         return "—"
     value = float(value)
-    if value != 0 and (abs(value) < 10 ** (-digits) or abs(value) >= 1e6):
+    if value == 0:
+        return "0"
+    size = abs(value)
+    if size < 10 ** (-digits) or size >= 1e7:
         return f"{value:.{digits - 1}e}"
-    return (
-        f"{value:.{digits}g}" if abs(value) < 1 else f"{value:,.{digits}f}".rstrip("0").rstrip(".")
-    )
+    if size < 1:
+        return f"{value:.{digits}g}"
+    whole = len(str(int(size)))
+    return f"{value:,.{max(digits - whole, 0)}f}"
+
+
+METHODS = {
+    "wasserstein": "Wasserstein",
+    "jensenshannon": "Jensen–Shannon",
+    "ks": "KS",
+    "psi": "PSI",
+    "chisquare": "χ²",
+    "z": "Z-test",
+}
+
+
+@register.filter
+def method_name(value: Any) -> str:
+    return METHODS.get(value, value or "—")
