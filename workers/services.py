@@ -75,14 +75,10 @@ class Conflict(Exception):
 
 
 def digest_json(data: Any) -> str:
-    """SHA-256 of the canonical JSON of ``data`` (RFC 8785), or of its repr if it has NaN."""
-    import rfc8785
-
-    try:
-        payload = rfc8785.dumps(data)
-    except (ValueError, TypeError, rfc8785.CanonicalizationError):
-        payload = repr(data).encode()
-    return hashlib.sha256(payload).hexdigest()
+    """SHA-256 of ``data`` as JSON with sorted keys and no spaces (the same parsed body gives
+    the same digest however the client formatted it)."""
+    payload = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def _profile_sha(data: dict[str, Any]) -> str:
