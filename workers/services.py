@@ -614,10 +614,15 @@ def fold_batch(batch_id: int) -> str:
             return "gone"
         if batch.folded_at is not None:
             return "already folded"
-        if batch.kind == TelemetryBatch.Kind.LABELS:
-            result = _fold_labels(batch)
-        else:
-            result = _fold_rows(batch)
+        try:
+            with transaction.atomic():  # a batch that cannot be folded leaves no trace ...
+                if batch.kind == TelemetryBatch.Kind.LABELS:
+                    result = _fold_labels(batch)
+                else:
+                    result = _fold_rows(batch)
+        except ValueError as exc:  # ... and is marked, so that no retry loops on it
+            log.warning("telemetry batch %s cannot be folded: %s", batch_id, exc)
+            result = {"error": str(exc)[:2000]}
         _test_delay(batch)
         batch.folded_at = timezone.now()
         batch.payload = None
@@ -629,7 +634,7 @@ def fold_batch(batch_id: int) -> str:
         if file:
             storage = TelemetryBatch._meta.get_field("file").storage
             transaction.on_commit(lambda: storage.delete(file))
-    return "folded"
+    return "failed" if "error" in result else "folded"
 
 
 def _fold_rows(batch: TelemetryBatch) -> dict[str, Any]:

@@ -310,3 +310,15 @@ def test_stragglers_are_folded(world: Any, dep: Any) -> None:
     assert WindowProfile.objects.count() == 0
     assert services.fold_stragglers(older_than_s=-5) == 1
     assert WindowProfile.objects.get().rows == 5
+
+
+def test_a_batch_that_cannot_be_folded_is_marked_not_retried_forever(world: Any, dep: Any) -> None:
+    rig.post(world.client("contributor_a"), dep, rig.rows(5))  # stored, fold not run
+    batch = TelemetryBatch.objects.get()
+    batch.payload["features"]["age"] = ["not", "numbers", "at", "all", "!"]
+    batch.save()
+    assert services.fold_batch(batch.pk) == "failed"
+    batch.refresh_from_db()
+    assert "error" in batch.result and batch.folded_at is not None
+    assert WindowProfile.objects.count() == 0  # nothing half-written
+    assert services.fold_stragglers(older_than_s=-5) == 0
