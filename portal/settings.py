@@ -163,6 +163,23 @@ CHARTER_IDEMPOTENCY_PENDING_SECONDS = env_int("CHARTER_IDEMPOTENCY_PENDING_SECON
 CHARTER_TOKEN_DEFAULT_DAYS = env_int("CHARTER_TOKEN_DEFAULT_DAYS", 90)
 CHARTER_TOKEN_LAST_USED_RESOLUTION_S = 60
 
+# Telemetry intake (workers/): requests over these limits get 413; nothing is stored.
+CHARTER_TELEMETRY_MAX_BODY_BYTES = env_int("CHARTER_TELEMETRY_MAX_BODY_BYTES", 5 * 1024 * 1024)
+CHARTER_TELEMETRY_MAX_ROWS = env_int("CHARTER_TELEMETRY_MAX_ROWS", 50_000)
+CHARTER_TELEMETRY_MAX_UPLOAD_BYTES = env_int(
+    "CHARTER_TELEMETRY_MAX_UPLOAD_BYTES", 100 * 1024 * 1024
+)
+CHARTER_TELEMETRY_MAX_UPLOAD_ROWS = env_int("CHARTER_TELEMETRY_MAX_UPLOAD_ROWS", 2_000_000)
+# Default window length (a deployment's MonitoringConfig may override it).
+CHARTER_TELEMETRY_WINDOW_SECONDS = env_int("CHARTER_TELEMETRY_WINDOW_SECONDS", 3600)
+# How far a batch's timestamp may lie in the past (days) or the future (seconds).
+CHARTER_TELEMETRY_MAX_AGE_DAYS = env_int("CHARTER_TELEMETRY_MAX_AGE_DAYS", 7)
+CHARTER_TELEMETRY_MAX_CLOCK_SKEW_S = env_int("CHARTER_TELEMETRY_MAX_CLOCK_SKEW_S", 300)
+# Folded batches (their idempotency keys and responses) are kept this long, then pruned.
+CHARTER_TELEMETRY_BATCH_RETENTION_DAYS = env_int("CHARTER_TELEMETRY_BATCH_RETENTION_DAYS", 8)
+# Predictions with an id wait this long for their label.
+CHARTER_TELEMETRY_LABEL_HORIZON_DAYS = env_int("CHARTER_TELEMETRY_LABEL_HORIZON_DAYS", 30)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "portal.auth.BearerTokenAuthentication",
@@ -220,6 +237,12 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_BROKER_DIR / "control"),
         "store_processed": False,
     }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # A message a killed worker had taken is redelivered after this many seconds; it must
+    # exceed the longest task (tasks are idempotent, so an early redelivery only costs time).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)
+    }
 CELERY_IMPORTS = ["lineage.reports.tasks"]  # not found by autodiscovery (a sub-package)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -240,6 +263,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "approvals.tasks.open_due_reviews",
         "schedule": 86400.0,
     },
+    # Telemetry: evaluate closed windows (drift, alerts), fold batches whose task was lost,
+    # prune folded batches and unlabelled predictions past their retention.
+    "telemetry-evaluate-closed-windows": {
+        "task": "workers.tasks.evaluate_closed_windows",
+        "schedule": 300.0,
+    },
+    "telemetry-fold-stragglers": {"task": "workers.tasks.fold_stragglers", "schedule": 600.0},
+    "telemetry-prune-daily": {"task": "workers.tasks.prune_telemetry", "schedule": 86400.0},
 }
 
 _MAIL_DEFAULT = "smtp" if PRODUCTION else "console"

@@ -8,6 +8,8 @@ from approvals import api as approval_api
 from portal import views
 from portal.api import views as api_views
 from registry.api.urls import router as registry_router
+from workers import api as workers_api
+from workers.urls import api_urlpatterns as workers_api_urls
 
 api = DefaultRouter(trailing_slash=True)
 api.registry.extend(registry_router.registry)
@@ -15,6 +17,8 @@ api.register("tokens", api_views.ApiTokenViewSet)
 api.register("approval-requests", approval_api.ApprovalRequestViewSet)
 api.register("approval-policies", approval_api.ApprovalPolicyViewSet)
 api.register("notifications", approval_api.NotificationViewSet, basename="notification")
+for prefix, viewset in workers_api.ROUTES:
+    api.register(prefix, viewset)
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -26,8 +30,10 @@ urlpatterns = [
     path("audit/", include("audits.urls")),
     path("approvals/", include("approvals.urls")),
     path("reports/", include("lineage.reports.urls")),
+    path("", include("workers.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/access/grants/", api_views.GrantView.as_view(), name="api-grants"),
+    path("api/v1/", include(workers_api_urls)),
     path("api/v1/", include((api.urls, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -34,13 +34,16 @@ def broker_url() -> str:
 
 @contextmanager
 def celery_worker(
-    *, concurrency: int = 1, extra_env: dict[str, str] | None = None
+    *, concurrency: int = 1, extra_env: dict[str, str] | None = None, purge: bool = True
 ) -> Iterator[subprocess.Popen]:
-    """Run ``celery worker`` in a child process; the test process publishes to the same broker."""
+    """Run ``celery worker`` in a child process; the test process publishes to the same broker.
+
+    ``purge=False`` keeps what is queued (a worker restarted after another was killed)."""
     url = broker_url()
     app.conf.task_always_eager = False
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge("celery")
+    if purge:
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_purge("celery")
     env = {
         **os.environ,
         "DATABASE_URL": test_database_url(),

@@ -122,6 +122,9 @@ class Command(BaseCommand):
             self._datasets_and_models(
                 as_team, uc, team, rng, now, "in_production" in statuses, reviewers
             )
+        from workers.demo import seed_monitoring
+
+        seed_monitoring()  # telemetry, drift and incidents of one production deployment
 
     def _approve(self, access: Access, mv: Any, reviewers: dict[str, list[Any]]) -> None:
         """Request production approval for ``mv`` and let the quorum approve it."""

@@ -1,0 +1,61 @@
+"""Celery tasks of the monitoring side. Each is idempotent and safe to run twice (acks_late,
+reject_on_worker_lost: a task whose worker died is delivered again)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import OperationalError
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=8)
+def fold_telemetry_batch(batch_id: int) -> str:
+    """Fold one telemetry batch into its window (exactly once, see services.fold_batch)."""
+    from workers.services import fold_batch
+
+    return fold_batch(batch_id)
+
+
+@shared_task(acks_late=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def compute_reference_profile(ref_id: int) -> str:
+    """Profile a dataset version's uploaded file into its reference profile (audited)."""
+    from audits.context import audit_context
+    from workers.services import compute_reference
+
+    with audit_context(channel="task"):
+        return compute_reference(ref_id)
+
+
+@shared_task(acks_late=True)
+def evaluate_window(window_id: int) -> bool:
+    """Drift, quality, service and label metrics of one window; alert rules if it is closed."""
+    from audits.context import audit_context
+    from workers.services import evaluate_window as evaluate
+
+    with audit_context(channel="task"):
+        return evaluate(window_id) is not None
+
+
+@shared_task(acks_late=True)
+def evaluate_closed_windows() -> int:
+    """Evaluate closed windows whose result is missing or behind (Celery beat)."""
+    from audits.context import audit_context
+    from workers.services import evaluate_closed_windows as evaluate
+
+    with audit_context(channel="task"):
+        return evaluate()
+
+
+@shared_task(acks_late=True)
+def fold_stragglers() -> int:
+    """Re-queue batches whose fold task was lost (Celery beat)."""
+    from workers.services import fold_stragglers as requeue
+
+    return requeue()
+
+
+@shared_task(acks_late=True)
+def prune_telemetry() -> dict[str, int]:
+    """Drop folded batches past retention and unlabelled predictions past the horizon."""
+    from workers.services import prune
+
+    return prune()

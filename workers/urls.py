@@ -1,0 +1,38 @@
+from django.urls import path
+
+from workers import api, views
+
+# Under /api/v1/ (portal/urls.py); the list endpoints are registered on the API router.
+api_urlpatterns = [
+    path(
+        "dataset-versions/<int:pk>/reference-profile/",
+        api.ReferenceProfileView.as_view(),
+        name="api-reference-profile",
+    ),
+    path("deployments/<int:pk>/telemetry/", api.TelemetryView.as_view(), name="api-telemetry"),
+    path("deployments/<int:pk>/profiles/", api.ProfilesView.as_view(), name="api-profiles"),
+    path("deployments/<int:pk>/labels/", api.LabelsView.as_view(), name="api-labels"),
+    path(
+        "deployments/<int:pk>/monitoring-config/",
+        api.MonitoringConfigView.as_view(),
+        name="api-monitoring-config",
+    ),
+    path("deployments/<int:pk>/evaluate/", api.EvaluateView.as_view(), name="api-evaluate"),
+]
+
+urlpatterns = [
+    path("deployments/<int:pk>/monitoring/", views.monitoring, name="deployment-monitoring"),
+    path(
+        "deployments/<int:pk>/monitoring/feature/",
+        views.feature_histogram,
+        name="deployment-monitoring-feature",
+    ),
+    path(
+        "deployments/<int:pk>/monitoring/evaluate/",
+        views.evaluate_now,
+        name="deployment-monitoring-evaluate",
+    ),
+    path("incidents/", views.incident_list, name="incident-list"),
+    path("incidents/<int:pk>/", views.incident_detail, name="incident-detail"),
+    path("incidents/<int:pk>/act/", views.incident_act, name="incident-act"),
+]
