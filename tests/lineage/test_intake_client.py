@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
+import threading
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,14 +45,30 @@ from tests.lineage.conftest import make_pipeline, run_event
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def client_for(url: str, secret: str, *, gzip_body: bool = False) -> OpenLineageClient:
-    config = HttpConfig(
-        url=url,
-        auth=ApiKeyTokenProvider({"apiKey": secret}),
-        compression=HttpCompression.GZIP if gzip_body else None,
-        retry={"total": 0},
-    )
-    return OpenLineageClient(transport=HttpTransport(config), config={})
+@pytest.fixture
+def client_for(live_server: Any) -> Iterator[Callable[..., OpenLineageClient]]:
+    """OpenLineage clients posting to the live server (closed afterwards: a kept-alive
+    connection would keep a server thread, and its database session, open)."""
+    made: list[OpenLineageClient] = []
+
+    def make(secret: str, *, gzip_body: bool = False) -> OpenLineageClient:
+        config = HttpConfig(
+            url=live_server.url,
+            auth=ApiKeyTokenProvider({"apiKey": secret}),
+            compression=HttpCompression.GZIP if gzip_body else None,
+            retry={"total": 0},
+        )
+        made.append(OpenLineageClient(transport=HttpTransport(config), config={}))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
+    # Responses still referenced keep their sockets (and so a server thread) open.
+    gc.collect()
+    for thread in threading.enumerate():
+        if "process_request_thread" in thread.name:
+            thread.join(timeout=5)
 
 
 def _schema(*columns: tuple[str, str]) -> schema_dataset.SchemaDatasetFacet:
@@ -123,10 +142,10 @@ def _edges() -> set[tuple[str, str, str]]:
 
 
 def test_client_run_events_become_nodes_edges_and_audit_events(
-    live_server: Any, world: Any
+    client_for: Callable[..., OpenLineageClient], world: Any
 ) -> None:
     pipeline = make_pipeline(world.uc_a, "airflow_credit")
-    client = client_for(live_server.url, pipeline.secret)
+    client = client_for(pipeline.secret)
     run_id = str(uuid.uuid4())
     audit_before = AuditEvent.objects.filter(action=AUDIT_ACTION).count()
 
@@ -182,10 +201,12 @@ def test_client_run_events_become_nodes_edges_and_audit_events(
 _REGISTRY = ("use_case", "dataset_version", "model_version", "deployment")
 
 
-def test_client_duplicate_gzip_dataset_and_job_events(live_server: Any, world: Any) -> None:
+def test_client_duplicate_gzip_dataset_and_job_events(
+    client_for: Callable[..., OpenLineageClient], world: Any
+) -> None:
     pipeline = make_pipeline(world.uc_a, "airflow_dup")
-    plain = client_for(live_server.url, pipeline.secret)
-    zipped = client_for(live_server.url, pipeline.secret, gzip_body=True)
+    plain = client_for(pipeline.secret)
+    zipped = client_for(pipeline.secret, gzip_body=True)
     event = _training_run(str(uuid.uuid4()), RunState.COMPLETE)
 
     plain.emit(event)
@@ -225,9 +246,11 @@ def test_client_duplicate_gzip_dataset_and_job_events(live_server: Any, world: A
     assert ("dataset:s3://features:credit/holdout", "job:airflow:credit.score", "input") in _edges()
 
 
-def test_invalid_events_are_refused_with_the_field_named(live_server: Any, world: Any) -> None:
+def test_invalid_events_are_refused_with_the_field_named(
+    client_for: Callable[..., OpenLineageClient], live_server: Any, world: Any
+) -> None:
     pipeline = make_pipeline(world.uc_a, "airflow_bad")
-    client = client_for(live_server.url, pipeline.secret)
+    client = client_for(pipeline.secret)
     # Passes the client's own checks, but RFC 3339 requires a time zone offset.
     event = RunEvent(
         eventType=RunState.START,
