@@ -47,7 +47,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audits.services import record
-from lineage.models import EdgeKind, LineageEvent, NodeKind, key_digest, node_key
+from lineage.models import (
+    EdgeKind,
+    LineageEdge,
+    LineageEvent,
+    LineageNode,
+    NodeKind,
+    key_digest,
+    node_key,
+)
 from lineage.validation import Checked, EventInvalid, check_event
 from portal.permissions import Access
 from registry.models import DatasetVersion, ModelVersion, UseCase
@@ -655,11 +663,72 @@ def _chunks[T](items: list[T], size: int) -> Iterable[list[T]]:
         yield items[i : i + size]
 
 
+def _insert_events(rows: list[LineageEvent]) -> tuple[dict[str, int], dict[str, int]]:
+    """Insert events not stored yet: (new sha256 → id, already stored sha256 → id)."""
+    new_ids: dict[str, int] = {}
+    old_ids: dict[str, int] = {}
+    if connection.vendor != "postgresql":  # SQLite: writers are serialised anyway
+        for row in rows:
+            existing = LineageEvent.objects.filter(sha256=row.sha256).values_list("id", flat=True)
+            if existing:
+                old_ids[row.sha256] = existing[0]
+            else:
+                row.save()
+                new_ids[row.sha256] = row.pk
+        return new_ids, old_ids
+    with connection.cursor() as cursor:
+        for chunk in _chunks(rows, 500):
+            params: list[Any] = []
+            for r in chunk:
+                params += [
+                    r.sha256, r.kind, r.event_type, r.event_time, r.run_id, r.job_namespace,
+                    r.job_name, r.producer, r.schema_url, json.dumps(r.payload), r.use_case_id,
+                    r.received_by_id, r.token_id, r.received_at,
+                ]  # fmt: skip
+            values = _values(len(chunk), 14, {9: "::jsonb"})
+            cursor.execute(_INSERT_EVENTS.format(values=values), params)
+            new_ids.update(dict(cursor.fetchall()))
+        known = [r.sha256 for r in rows if r.sha256 not in new_ids]
+        if known:
+            cursor.execute(
+                "SELECT sha256, id FROM lineage_lineageevent WHERE sha256 = ANY(%s)", [known]
+            )
+            old_ids = dict(cursor.fetchall())
+    return new_ids, old_ids
+
+
+def _save_nodes_orm(specs: list[NodeSpec]) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for s in specs:
+        node = LineageNode.objects.filter(key_hash=key_digest(s.key)).first()
+        if node is None:
+            node = LineageNode.objects.create(
+                kind=s.kind, key=s.key, key_hash=key_digest(s.key), namespace=s.namespace,
+                name=s.name, object_id=s.object_id, label=s.label[:1000],
+                use_case_id=s.use_case_id, linked=s.linked, attrs=s.attrs,
+                valid_from=s.valid_from, valid_to=s.valid_to,
+            )  # fmt: skip
+        else:
+            before = (dict(node.attrs), node.linked, node.valid_from, node.valid_to)
+            node.attrs = {**node.attrs, **s.attrs}
+            node.linked = True if (node.linked or s.linked) else (
+                node.linked if node.linked is not None else s.linked
+            )  # fmt: skip
+            node.valid_from = _min(node.valid_from, s.valid_from)
+            node.valid_to = _max(node.valid_to, s.valid_to)
+            if (node.attrs, node.linked, node.valid_from, node.valid_to) != before:
+                node.save()
+        ids[s.key] = node.pk
+    return ids
+
+
 def save_nodes(specs: Iterable[NodeSpec], now: datetime) -> dict[str, int]:
     """Insert missing nodes, merge attributes into existing ones; returns key → node id."""
     specs = sorted(specs, key=lambda s: key_digest(s.key))
     if not specs:
         return {}
+    if connection.vendor != "postgresql":
+        return _save_nodes_orm(specs)
     digests = {key_digest(s.key): s for s in specs}
     ids: dict[str, int] = {}
     existing: dict[str, tuple[Any, ...]] = {}
@@ -721,6 +790,17 @@ def save_edges(
 ) -> None:
     """Insert live edges that do not exist yet; column edges take the newest detail."""
     rows = sorted(edges, key=lambda e: (e[0], e[1], e[2]))
+    if connection.vendor != "postgresql":
+        for src, dst, kind, detail, event_id in rows:
+            edge = LineageEdge.objects.filter(src_id=src, dst_id=dst, kind=kind, removed_at=None)
+            if not edge.exists():
+                LineageEdge.objects.create(
+                    src_id=src, dst_id=dst, kind=kind, detail=detail, source=source,
+                    event_id=event_id,
+                )  # fmt: skip
+            elif kind == EdgeKind.COLUMN:
+                edge.exclude(detail=detail).update(detail=detail)
+        return
     plain = [e for e in rows if e[2] != EdgeKind.COLUMN]
     column = [e for e in rows if e[2] == EdgeKind.COLUMN]
     with connection.cursor() as cursor:
@@ -814,29 +894,21 @@ def _store(
     for i in order:
         first.setdefault(digests[i], i)
     fresh = sorted(first.values(), key=lambda i: digests[i])
-    new_ids: dict[str, int] = {}
-    with connection.cursor() as cursor:
-        for chunk in _chunks(fresh, 500):
-            params: list[Any] = []
-            for i in chunk:
-                ev = checked[i]
-                job = ev.data.get("job") or {}
-                params += [
-                    digests[i], ev.kind, ev.event_type, ev.event_time, ev.run_id or None,
-                    job.get("namespace", ""), job.get("name", ""), ev.data["producer"],
-                    ev.data["schemaURL"], json.dumps(ev.data), owners[i].pk,
-                    actor.pk if actor is not None else None, token_id, now,
-                ]  # fmt: skip
-            values = _values(len(chunk), 14, {9: "::jsonb"})
-            cursor.execute(_INSERT_EVENTS.format(values=values), params)
-            new_ids.update(dict(cursor.fetchall()))
-        known = [d for d in first if d not in new_ids]
-        old_ids: dict[str, int] = {}
-        if known:
-            cursor.execute(
-                "SELECT sha256, id FROM lineage_lineageevent WHERE sha256 = ANY(%s)", [known]
+    rows = []
+    for i in fresh:
+        ev = checked[i]
+        job = ev.data.get("job") or {}
+        rows.append(
+            LineageEvent(
+                sha256=digests[i], kind=ev.kind, event_type=ev.event_type,
+                event_time=ev.event_time, run_id=ev.run_id or None,
+                job_namespace=job.get("namespace", ""), job_name=job.get("name", ""),
+                producer=ev.data["producer"], schema_url=ev.data["schemaURL"], payload=ev.data,
+                use_case_id=owners[i].pk, received_by_id=actor.pk if actor is not None else None,
+                token_id=token_id, received_at=now,
             )
-            old_ids = dict(cursor.fetchall())
+        )  # fmt: skip
+    new_ids, old_ids = _insert_events(rows)
     stored_idx = [first[d] for d in sorted(new_ids)]
     if stored_idx:
         plan = _Plan()
