@@ -1,12 +1,15 @@
 """Graph queries: neighbourhood, upstream, downstream/impact, path, production at time T.
 
-Where the graph lives (see docs/lineage.md for the measurements): in
-PostgreSQL only. Each query fetches the part of the graph it needs with one
-indexed SQL statement per level of a breadth-first walk (``src_id = ANY(frontier)``
-or ``dst_id = ANY(frontier)`` on the live-edge indexes), never more than the
-requested depth, then hands that subgraph to networkx for depths, paths and
-predecessors. There is no cache to keep coherent across gunicorn processes,
-and an answer is always as fresh as the last commit.
+Where the graph lives (docs/lineage.md has the measurements behind the choice):
+walks over live data-flow edges (upstream, downstream, impact, path) run on an
+in-memory copy of the flow graph in each process (:mod:`lineage.cache`), kept
+current through a commit-ordered change log, so an answer includes every commit
+before the query. Walks the copy cannot answer (all edge kinds for the
+neighbourhood, the graph as of a past time, SQLite, inside an open transaction)
+run in SQL: one indexed statement per level of a breadth-first walk
+(``src_id = ANY(frontier)`` on the live-edge indexes), never past the requested
+depth. Either way the BFS tree gives each node's depth and a shortest path from
+the start; networkx finds paths between two nodes on the walked subgraph.
 
 Permissions: the walk goes through every node, but nodes whose use case the
 caller cannot see come out as placeholders (kind kept, id and name replaced by
@@ -18,6 +21,7 @@ cannot see is a 404.
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,17 +29,20 @@ from datetime import datetime
 from typing import Any
 
 import networkx as nx
+import numpy as np
 from django.conf import settings
 from django.db import connection
 from django.db.models import Q
 from django.http import Http404
 
+from lineage import cache
 from lineage.models import FLOW_KINDS, EdgeKind, LineageEdge, LineageNode, NodeKind, key_digest
 from portal.permissions import Access
 
 DEFAULT_DEPTH = 20
 MAX_DEPTH = 100
-MAX_NODES = 20_000
+MAX_NODES = 20_000  # nodes in an upstream/downstream answer (``truncated`` beyond)
+MAX_IMPACT_NODES = 1_000_000  # impact answers with targets only: walk (nearly) everything
 ALL_KINDS = tuple(k.value for k in EdgeKind)
 # Registry facts that do not change once recorded: not filtered by time.
 TIMELESS_KINDS = (EdgeKind.DEPLOYED_AS.value, EdgeKind.SERVES.value)
@@ -57,17 +64,22 @@ NODE_FIELDS = (
 
 @dataclass
 class Subgraph:
-    """What a walk found: node depths and the edges (id, src, dst, kind) it crossed."""
+    """What a walk found: node depths and the edges (src, dst, kind) it crossed."""
 
     start: list[int]
     depth: dict[int, int] = field(default_factory=dict)
-    edges: dict[int, tuple[int, int, str]] = field(default_factory=dict)
+    edges: set[tuple[int, int, str]] = field(default_factory=set)
     truncated: bool = False
+    parent: dict[int, int] = field(default_factory=dict)  # BFS tree: smallest-id parent
+    # From the in-memory graph: node ids and kind codes in discovery order, and the graph.
+    id_array: Any = None
+    kind_array: Any = None
+    flow: Any = None
 
     def digraph(self) -> nx.DiGraph:
         g = nx.DiGraph()
         g.add_nodes_from(self.depth)
-        for src, dst, kind in self.edges.values():
+        for src, dst, kind in self.edges:
             if g.has_edge(src, dst):
                 g[src][dst]["kinds"].append(kind)
             else:
@@ -77,7 +89,7 @@ class Subgraph:
 
 # ``{column}`` is src_id or dst_id and ``{time}`` one of two fixed clauses.
 _SELECT_EDGES = (
-    "SELECT id, src_id, dst_id, kind FROM lineage_lineageedge "
+    "SELECT src_id, dst_id, kind FROM lineage_lineageedge "
     "WHERE {column} = ANY(%s) AND kind = ANY(%s) AND {time}"
 )
 
@@ -91,7 +103,7 @@ def _edge_sql(column: str, at: datetime | None) -> str:
 
 def _edges_from(
     frontier: list[int], direction: str, kinds: Iterable[str], at: datetime | None
-) -> list[tuple[int, int, int, str]]:
+) -> list[tuple[int, int, str]]:
     column = "src_id" if direction == "down" else "dst_id"
     kinds = list(kinds)
     if connection.vendor == "postgresql":
@@ -101,7 +113,7 @@ def _edges_from(
         with connection.cursor() as cursor:
             cursor.execute(_edge_sql(column, at), params)
             return cursor.fetchall()
-    rows: list[tuple[int, int, int, str]] = []
+    rows: list[tuple[int, int, str]] = []
     for i in range(0, len(frontier), 500):
         qs = LineageEdge.objects.filter(**{f"{column}__in": frontier[i : i + 500]}, kind__in=kinds)
         if at is None:
@@ -111,7 +123,7 @@ def _edges_from(
                 Q(kind__in=TIMELESS_KINDS)
                 | (Q(created_at__lte=at) & (Q(removed_at=None) | Q(removed_at__gt=at)))
             )
-        rows += list(qs.values_list("id", "src_id", "dst_id", "kind"))
+        rows += list(qs.values_list("src_id", "dst_id", "kind"))
     return rows
 
 
@@ -134,19 +146,56 @@ def walk(
         if not frontier:
             break
         nxt: list[int] = []
-        for edge_id, src, dst, kind in _edges_from(frontier, direction, kinds, at):
-            other = dst if direction == "down" else src
+        rows = _edges_from(frontier, direction, kinds, at)
+        # Each new node's BFS parent: the smallest frontier id leading to it.
+        rows.sort(key=lambda r: (r[1], r[0]) if direction == "down" else (r[0], r[1]))
+        for src, dst, kind in rows:
+            here, other = (src, dst) if direction == "down" else (dst, src)
             if other not in sub.depth:
                 if len(sub.depth) >= max_nodes:
                     sub.truncated = True
                     continue
                 sub.depth[other] = level
+                sub.parent[other] = here
                 nxt.append(other)
-            sub.edges[edge_id] = (src, dst, kind)
+            sub.edges.add((src, dst, kind))
         frontier = nxt
         if stop_at is not None and stop_at in sub.depth:
             break
     return sub
+
+
+def reach(
+    start: list[int],
+    direction: str,
+    depth: int,
+    *,
+    kinds: Iterable[str] = FLOW_KINDS,
+    at: datetime | None = None,
+    max_nodes: int = MAX_NODES,
+    stop_at: int | None = None,
+    with_edges: bool = True,
+) -> Subgraph:
+    """A walk from the in-memory graph when it can answer (:func:`lineage.cache.usable`,
+    live data-flow edges), else in SQL (:func:`walk`). Both give the same answer."""
+    kinds = tuple(kinds)
+    if at is None and set(kinds) <= set(FLOW_KINDS) and cache.usable():
+        found = cache.current().walk(
+            start, direction, depth, kinds, max_nodes=max_nodes, stop_at=stop_at,
+            with_edges=with_edges,
+        )  # fmt: skip
+        ids = found.ids.tolist()
+        return Subgraph(
+            start=start,
+            depth=dict(zip(ids, found.depths.tolist(), strict=True)),
+            edges=found.edges or set(),
+            truncated=found.truncated,
+            parent=dict(zip(ids, found.parents.tolist(), strict=True)),
+            id_array=found.ids,
+            kind_array=found.kinds,
+            flow=cache.current(),
+        )
+    return walk(start, direction, depth, kinds=kinds, at=at, max_nodes=max_nodes, stop_at=stop_at)
 
 
 def merge(*subs: Subgraph) -> Subgraph:
@@ -154,18 +203,63 @@ def merge(*subs: Subgraph) -> Subgraph:
     for sub in subs:
         for node, d in sub.depth.items():
             out.depth[node] = min(d, out.depth.get(node, d))
-        out.edges.update(sub.edges)
+        out.edges |= sub.edges
         out.truncated = out.truncated or sub.truncated
     return out
 
 
-def load_nodes(ids: Iterable[int]) -> dict[int, dict[str, Any]]:
-    ids = list(ids)
-    rows: dict[int, dict[str, Any]] = {}
-    for i in range(0, len(ids), 5000):
-        for row in LineageNode.objects.filter(pk__in=ids[i : i + 5000]).values(*NODE_FIELDS):
-            rows[row["id"]] = row
+def _select_nodes(columns: tuple[str, ...], ids: list[int]) -> list[tuple[Any, ...]]:
+    """Rows of nodes by id: one ``= ANY(array)`` statement on PostgreSQL (an ``IN`` list of
+    thousands of parameters costs more to build than to run)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_SELECT_NODES.format(columns=", ".join(columns)), [ids])
+            return cursor.fetchall()
+    rows: list[tuple[Any, ...]] = []
+    for i in range(0, len(ids), 500):
+        qs = LineageNode.objects.filter(pk__in=ids[i : i + 500])
+        rows += list(qs.values_list(*columns))
     return rows
+
+
+# ``{columns}``: names from NODE_FIELDS only.
+_SELECT_NODES = "SELECT {columns} FROM lineage_lineagenode WHERE id = ANY(%s)"
+
+
+def load_nodes(ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """Whole nodes by id, as dicts of NODE_FIELDS."""
+    out: dict[int, dict[str, Any]] = {}
+    for row in _select_nodes(NODE_FIELDS, list(ids)):
+        node = dict(zip(NODE_FIELDS, row, strict=True))
+        if isinstance(node["attrs"], str):  # raw PostgreSQL rows keep jsonb as text
+            node["attrs"] = json.loads(node["attrs"])
+        out[node["id"]] = node
+    return out
+
+
+def load_refs(ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """Just what a reference to a node needs: id, key, kind, use case."""
+    fields = ("id", "key", "kind", "use_case_id")
+    return {row[0]: dict(zip(fields, row, strict=True)) for row in _select_nodes(fields, list(ids))}
+
+
+def kinds_reached(sub: Subgraph) -> tuple[dict[str, int], dict[int, str]]:
+    """How many nodes of each kind a walk reached, and the kind of each impact target."""
+    if sub.kind_array is not None:
+        codes = sub.kind_array
+        tally = np.bincount(codes, minlength=len(cache.NODE_NAMES)).tolist()
+        counts = {cache.NODE_NAMES[c]: n for c, n in enumerate(tally) if n}
+        wanted = [cache.NODE_CODES[k] for k in IMPACT_KINDS]
+        mask = np.isin(codes, wanted)
+        ids, kinds = sub.id_array[mask].tolist(), codes[mask].tolist()
+        return counts, {n: cache.NODE_NAMES[k] for n, k in zip(ids, kinds, strict=True)}
+    counts: dict[str, int] = {}
+    targets: dict[int, str] = {}
+    for pk, kind in _select_nodes(("id", "kind"), list(sub.depth)):
+        counts[kind] = counts.get(kind, 0) + 1
+        if kind in IMPACT_KINDS:
+            targets[pk] = kind
+    return counts, targets
 
 
 # ---------------------------------------------------------------- permissions
@@ -264,24 +358,26 @@ def _edge_json(
     return out
 
 
-def _details(edge_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
-    ids = list(edge_ids)
-    if not ids:
+def _details(edges: Iterable[tuple[int, int, str]]) -> dict[tuple[int, int], dict[str, Any]]:
+    """Column lineage detail of the column edges among ``edges``."""
+    pairs = {(src, dst) for src, dst, kind in edges if kind == EdgeKind.COLUMN}
+    if not pairs:
         return {}
-    return dict(
-        LineageEdge.objects.filter(pk__in=ids, kind=EdgeKind.COLUMN).values_list("id", "detail")
-    )
+    rows = LineageEdge.objects.filter(
+        kind=EdgeKind.COLUMN, removed_at=None, src_id__in={p[0] for p in pairs}
+    ).values_list("src_id", "dst_id", "detail")
+    return {(src, dst): detail for src, dst, detail in rows if (src, dst) in pairs}
 
 
 def render(viewer: Viewer, sub: Subgraph) -> dict[str, Any]:
     """Nodes (with depth) and edges of a subgraph, hidden ones as placeholders."""
     nodes = load_nodes(sub.depth)
-    details = _details(i for i, e in sub.edges.items() if e[2] == EdgeKind.COLUMN)
+    details = _details(sub.edges)
     return {
         "nodes": [viewer.node(nodes[n], d) for n, d in sorted(sub.depth.items(), key=_by_depth)],
         "edges": [
-            _edge_json(viewer, nodes, src, dst, kind, details.get(i))
-            for i, (src, dst, kind) in sorted(sub.edges.items())
+            _edge_json(viewer, nodes, src, dst, kind, details.get((src, dst)))
+            for src, dst, kind in sorted(sub.edges)
         ],
         "truncated": sub.truncated,
     }
@@ -311,11 +407,11 @@ def neighbourhood(access: Access, node_id: str, depth: int | None = None) -> dic
         walk([start["id"]], "up", d, kinds=ALL_KINDS),
     )
     nodes = load_nodes(sub.depth)
-    details = _details(i for i, e in sub.edges.items() if e[2] == EdgeKind.COLUMN)
+    details = _details(sub.edges)
     ins: dict[int, list[dict[str, Any]]] = {n: [] for n in sub.depth}
     outs: dict[int, list[dict[str, Any]]] = {n: [] for n in sub.depth}
-    for i, (src, dst, kind) in sorted(sub.edges.items()):
-        edge = _edge_json(viewer, nodes, src, dst, kind, details.get(i))
+    for src, dst, kind in sorted(sub.edges):
+        edge = _edge_json(viewer, nodes, src, dst, kind, details.get((src, dst)))
         outs[src].append(edge)
         ins[dst].append(edge)
     graph = []
@@ -331,7 +427,7 @@ def upstream(access: Access, node_id: str, depth: int | None = None) -> dict[str
     viewer = Viewer(access)
     start = resolve(access, node_id, viewer)
     d = _clamp(depth)
-    sub = walk([start["id"]], "up", d)
+    sub = reach([start["id"]], "up", d)
     return {"node": viewer.node(start), "depth": d, **render(viewer, sub)}
 
 
@@ -340,7 +436,7 @@ def downstream(access: Access, node_id: str, depth: int | None = None) -> dict[s
     viewer = Viewer(access)
     start = resolve(access, node_id, viewer)
     d = _clamp(depth)
-    sub = walk([start["id"]], "down", d)
+    sub = reach([start["id"]], "down", d)
     return {"node": viewer.node(start), "depth": d, **render(viewer, sub)}
 
 
@@ -352,23 +448,28 @@ def impact(access: Access, node_id: str, depth: int | None = None) -> dict[str, 
     viewer = Viewer(access)
     start = resolve(access, node_id, viewer)
     d = _clamp(depth)
-    sub = walk([start["id"]], "down", d)
-    nodes = load_nodes(sub.depth)
-    parents = {child: parent for parent, child in nx.bfs_edges(sub.digraph(), start["id"])}
-    affected: dict[str, list[dict[str, Any]]] = {k: [] for k in IMPACT_KINDS}
-    counts: dict[str, int] = {}
-    for n, dist in sorted(sub.depth.items(), key=_by_depth):
-        kind = nodes[n]["kind"]
-        counts[kind] = counts.get(kind, 0) + 1
-        if kind not in affected or n == start["id"]:
-            continue
+    sub = reach([start["id"]], "down", d, with_edges=False, max_nodes=MAX_IMPACT_NODES)
+    counts, kinds = kinds_reached(sub)
+    counts = {k.value: counts[k.value] for k in NodeKind if k.value in counts}
+    targets = [n for n in kinds if n != start["id"]]
+    paths: dict[int, list[int]] = {}
+    on_paths: set[int] = set()
+    for n in targets:  # the walk's BFS tree holds a shortest path to every node
         path = [n]
         while path[-1] != start["id"]:
-            path.append(parents[path[-1]])
+            path.append(sub.parent[path[-1]])
         path.reverse()
-        entry = viewer.node(nodes[n], dist)
-        entry["path"] = [viewer.ref(nodes[p]) for p in path]
-        affected[kind].append(entry)
+        paths[n] = path
+        on_paths.update(path)
+    between = list(on_paths - set(targets))
+    refs = sub.flow.refs(between) if sub.flow is not None else load_refs(between)
+    full = load_nodes(targets)
+    refs.update(full)
+    affected: dict[str, list[dict[str, Any]]] = {k: [] for k in IMPACT_KINDS}
+    for n in sorted(targets, key=lambda t: (sub.depth[t], t)):
+        entry = viewer.node(full[n], sub.depth[n])
+        entry["path"] = [viewer.ref(refs[p]) for p in paths[n]]
+        affected[full[n]["kind"]].append(entry)
     return {
         "node": viewer.node(start),
         "depth": d,
@@ -390,7 +491,7 @@ def path(access: Access, origin: str, destination: str, depth: int | None = None
     d = _clamp(depth, MAX_DEPTH)
     result: dict[str, Any] = {"from": viewer.node(a), "to": viewer.node(b), "found": False}
     for direction in ("down", "up"):
-        sub = walk([a["id"]], direction, d, stop_at=b["id"])
+        sub = reach([a["id"]], direction, d, stop_at=b["id"])
         if b["id"] not in sub.depth:
             continue
         g = sub.digraph()
@@ -471,7 +572,7 @@ def production_at(
         ):
             entry[name] = [
                 viewer.node(nodes[src])
-                for src, dst, k in sorted(sub.edges.values())
+                for src, dst, k in sorted(sub.edges)
                 if k == kind and dst in versions
             ]
         if depth > 1 and versions:

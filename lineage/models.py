@@ -220,3 +220,25 @@ class LineageEdge(models.Model):
 
     def __str__(self) -> str:
         return f"{self.src_id} -{self.kind}-> {self.dst_id}"
+
+
+class GraphChange(models.Model):
+    """One row per committed transaction that changed edges, in commit order (PostgreSQL).
+
+    Written at commit by a deferred trigger on ``lineage_lineageedge`` (migration 0005)
+    under a transaction-scoped advisory lock, so ``seq`` grows in commit order. ``tx`` is
+    the writing transaction's id, also stamped on each edge it inserted (column ``tx``);
+    ``full`` marks removals and deletions. Processes holding the graph in memory
+    (:mod:`lineage.cache`) read the rows after the last ``seq`` they applied.
+    """
+
+    seq = models.BigAutoField(primary_key=True)
+    tx = models.BigIntegerField()
+    full = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["seq"]
+
+    def __str__(self) -> str:
+        return f"change {self.seq} (tx {self.tx}{', full' if self.full else ''})"

@@ -93,3 +93,13 @@ def pipeline_b(world: Any) -> Pipeline:
 
 def post(client: APIClient, event: Any, path: str = "/api/v1/lineage") -> Any:
     return client.post(path, event, format="json")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_graph_cache() -> Any:
+    """Each test's database starts over; so does the process's in-memory graph."""
+    from lineage import cache
+
+    cache.reset()
+    yield
+    cache.reset()
