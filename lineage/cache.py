@@ -90,7 +90,7 @@ class FlowGraph:
     extra_kind: list[int] = field(default_factory=list)
     extra_uc: list[int] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)  # public node ids, dense order
-    loaded_at: float = field(default_factory=time.monotonic)
+    loaded_at: float = field(default_factory=time.monotonic)  # or last pruned
 
     # -- loading ----------------------------------------------------------
     @classmethod
@@ -333,6 +333,9 @@ def current() -> FlowGraph:
             return graph
         graph.apply([r[1] for r in rows])
         graph.seq = rows[-1][0]
+        if time.monotonic() - graph.loaded_at > PRUNE_AFTER_S:
+            _prune(graph.seq)
+            graph.loaded_at = time.monotonic()
         return graph
 
 

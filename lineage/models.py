@@ -23,7 +23,7 @@ from django.db.models import Q
 class LineageEvent(models.Model):
     """One OpenLineage event exactly as received (its JSON), never changed or deleted.
 
-    ``sha256`` is the SHA-256 of the event's RFC 8785 canonical JSON: the same
+    ``sha256`` is the SHA-256 of the event's canonical JSON (keys sorted, compact): the same
     event posted twice is stored once. The other columns repeat fields of
     ``payload`` for filtering.
     """

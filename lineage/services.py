@@ -2,7 +2,7 @@
 
 :func:`ingest` takes a list of parsed events (one POST or a batch) and stores
 them in one transaction: the raw events (``INSERT … ON CONFLICT DO NOTHING`` on
-the SHA-256 of their canonical JSON, so a repeated event is stored once), the
+the SHA-256 of their canonical JSON (keys sorted, compact), so a repeated event is stored once), the
 nodes and edges they state, and one ``lineage.event.ingest`` audit event per
 newly stored event. A batch with any invalid event is refused as a whole.
 
@@ -34,13 +34,13 @@ New OpenLineage nodes take the event's use case; existing nodes keep theirs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import rfc8785
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 from django.db.models import Q
@@ -69,15 +69,16 @@ class IngestRefused(Exception):
     """The caller may not write to the use case an event belongs to (HTTP 403)."""
 
 
-def canonical_sha256(data: Any) -> str:
-    """SHA-256 of the RFC 8785 canonical JSON (sorted-key JSON for integers beyond 2^53)."""
-    import hashlib
+def canonical_json(data: Any) -> bytes:
+    """The event's canonical form: JSON with keys sorted, no whitespace, UTF-8 (Python's
+    ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)``)."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
-    try:
-        body = rfc8785.dumps(data)
-    except rfc8785.CanonicalizationError:
-        body = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    return hashlib.sha256(body).hexdigest()
+
+def canonical_sha256(data: Any) -> str:
+    """SHA-256 (hex) of :func:`canonical_json`: the same event in any key order or spacing
+    has the same digest."""
+    return hashlib.sha256(canonical_json(data)).hexdigest()
 
 
 # ---------------------------------------------------------------- specs
@@ -224,28 +225,54 @@ class _UseCases:
         self.access = access
         self._by_value: dict[Any, UseCase | None] = {}
         self._default: UseCase | None | bool = False
+        self._may: list[int] | None | bool = False
+        self._seen: list[int] | None | bool = False
+        self._granted: dict[str, set[int]] | None = None
 
-    def _contributable(self) -> list[int] | None:
-        """Use case ids the caller may contribute to; None when it is every use case."""
-        from registry.models import UseCaseGroupObjectPermission, UseCaseUserObjectPermission
+    def _grants(self) -> dict[str, set[int]]:
+        """The caller's object grants (view, contribute) by use case: two queries."""
+        if self._granted is None:
+            from registry.models import UseCaseGroupObjectPermission, UseCaseUserObjectPermission
 
+            user = self.access.user
+            codes = ("view_usecase", "contribute_usecase")
+            self._granted = {c: set() for c in codes}
+            rows = list(
+                UseCaseUserObjectPermission.objects.filter(
+                    user=user, permission__codename__in=codes
+                ).values_list("permission__codename", "content_object_id")
+            ) + list(
+                UseCaseGroupObjectPermission.objects.filter(
+                    group__user=user, permission__codename__in=codes
+                ).values_list("permission__codename", "content_object_id")
+            )
+            for code, pk in rows:
+                self._granted[code].add(pk)
+        return self._granted
+
+    def _allowed(self, codename: str) -> list[int] | None:
+        """Use case ids with ``codename`` (``Access.can_view`` / ``can_contribute`` for all
+        use cases at once); None when it is every use case."""
         access = self.access
         scope = access.token_scope()
-        if access.is_system or access._global("contribute_usecase"):
+        if access.is_system or access._global(codename):
             return list(scope) if scope is not None else None
-        user = access.user
-        ids = set(
-            UseCaseUserObjectPermission.objects.filter(
-                user=user, permission__codename="contribute_usecase"
-            ).values_list("content_object_id", flat=True)
-        ) | set(
-            UseCaseGroupObjectPermission.objects.filter(
-                group__user=user, permission__codename="contribute_usecase"
-            ).values_list("content_object_id", flat=True)
-        )
+        if not access.authenticated or not access.user.is_active:
+            return []
+        ids = self._grants()[codename]
         if scope is not None:
-            ids &= set(scope)
+            ids = ids & set(scope)
         return sorted(ids)
+
+    def _contributable(self) -> list[int] | None:
+        if self._may is False:
+            self._may = self._allowed("contribute_usecase")
+        return self._may  # type: ignore[return-value]
+
+    def visible(self) -> list[int] | None:
+        if self._seen is False:
+            self._seen = self._allowed("view_usecase")
+        return self._seen  # type: ignore[return-value]
 
     def default(self) -> UseCase | None:
         if self._default is False:
@@ -287,7 +314,8 @@ class _UseCases:
                         ]
                     }
                 )
-        if not self.access.can_contribute(use_case):
+        allowed = self._contributable()
+        if allowed is not None and use_case.pk not in allowed:
             raise IngestRefused(f"you may not record lineage under use case '{use_case}'")
         return use_case
 
@@ -313,15 +341,39 @@ def _uri_candidates(namespace: str, name: str) -> list[str]:
 
 
 @dataclass
+class _DV:
+    """What linking needs of a registry dataset version."""
+
+    pk: int
+    sha256: str
+    uri: str
+    version: str
+    dataset_name: str
+    created_at: datetime
+    use_case_id: int
+    sensitivity: str
+
+
+@dataclass
 class _Link:
-    dataset_version: DatasetVersion | None = None
+    dataset_version: _DV | None = None
     model_version: ModelVersion | None = None
 
 
-class _Linker:
-    """Matches datasets of a whole batch to registry versions with two queries."""
+_SELECT_DVS = (
+    "SELECT dv.id, dv.sha256, dv.uri, dv.version, d.name, dv.created_at, dv.use_case_id, "
+    "dv.sensitivity FROM registry_datasetversion dv "
+    "JOIN registry_dataset d ON d.id = dv.dataset_id "
+    "WHERE (dv.id = ANY(%s) OR dv.sha256 = ANY(%s) OR (dv.uri <> '' AND dv.uri = ANY(%s)) "
+    "OR d.name = ANY(%s)) AND (%s OR dv.use_case_id = ANY(%s))"
+)
 
-    def __init__(self, access: Access, events: list[Checked]) -> None:
+
+class _Linker:
+    """Matches datasets of a whole batch to registry versions the caller can see, with one
+    query (two when a ``charter`` facet names model versions)."""
+
+    def __init__(self, access: Access, events: list[Checked], seen: list[int] | None) -> None:
         self.access = access
         dv_ids: set[int] = set()
         mv_ids: set[int] = set()
@@ -344,19 +396,35 @@ class _Linker:
                 uris.update(_uri_candidates(ds["namespace"], ds["name"]))
                 if version is not None:
                     names.add(ds["name"])
-        query = Q(pk__in=dv_ids) | Q(sha256__in=shas) | Q(uri__in=uris)
-        if names:
-            query |= Q(dataset__name__in=names)
-        self.versions = list(
-            access.filter(DatasetVersion.objects.select_related("dataset")).filter(query)
-        )
-        self.models = {
-            mv.pk: mv
-            for mv in access.filter(ModelVersion.objects.select_related("model")).filter(
-                pk__in=mv_ids
-            )
-        }
+        self.versions = self._versions(seen, dv_ids, shas, uris, names)
+        self.models: dict[int, ModelVersion] = {}
+        if mv_ids:
+            qs = ModelVersion.objects.select_related("model").filter(pk__in=mv_ids)
+            if seen is not None:
+                qs = qs.filter(use_case_id__in=seen)
+            self.models = {mv.pk: mv for mv in qs}
         self.by_id = {dv.pk: dv for dv in self.versions}
+
+    @staticmethod
+    def _versions(
+        seen: list[int] | None, ids: set[int], shas: set[str], uris: set[str], names: set[str]
+    ) -> list[_DV]:
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    _SELECT_DVS,
+                    [list(ids), list(shas), list(uris), list(names), seen is None, seen or []],
+                )
+                return [_DV(*row) for row in cursor.fetchall()]
+        query = Q(pk__in=ids) | Q(sha256__in=shas) | Q(uri__in=uris) | Q(dataset__name__in=names)
+        qs = DatasetVersion.objects.select_related("dataset").filter(query)
+        if seen is not None:
+            qs = qs.filter(use_case_id__in=seen)
+        return [
+            _DV(dv.pk, dv.sha256, dv.uri, dv.version, dv.dataset.name, dv.created_at,
+                dv.use_case_id, dv.sensitivity)
+            for dv in qs
+        ]  # fmt: skip
 
     def link(self, ev: Checked, path: str, ds: dict[str, Any]) -> _Link:
         facets = ds.get("facets") or {}
@@ -405,7 +473,7 @@ class _Linker:
             return link
         if version is not None:
             for dv in self.versions:
-                if dv.dataset.name == ds["name"] and dv.version == version:
+                if dv.dataset_name == ds["name"] and dv.version == version:
                     link.dataset_version = dv
                     return link
         return link
@@ -426,6 +494,15 @@ def registry_spec(obj: Any) -> NodeSpec:
             label=obj.name,
             use_case_id=obj.pk,
             attrs={"status": obj.status, "risk_tier": obj.risk_tier},
+        )
+    if isinstance(obj, _DV):
+        return NodeSpec(
+            key=node_key(NodeKind.DATASET_VERSION, ref=obj.pk),
+            kind=NodeKind.DATASET_VERSION,
+            object_id=obj.pk,
+            label=f"{obj.dataset_name}@{obj.version}",
+            use_case_id=obj.use_case_id,
+            attrs={"uri": obj.uri, "sha256": obj.sha256, "sensitivity": obj.sensitivity},
         )
     if isinstance(obj, DatasetVersion):
         return NodeSpec(
@@ -875,7 +952,7 @@ def ingest(access: Access, items: list[Any], *, is_batch: bool = False) -> list[
         except IngestRefused as exc:
             raise PermissionDenied(str(exc)) from None
     digests = [canonical_sha256(ev.data) for ev in checked]
-    return _store(access, checked, owners, digests, is_batch)
+    return _store(access, checked, owners, digests, is_batch, use_cases.visible())
 
 
 @transaction.atomic
@@ -885,6 +962,7 @@ def _store(
     owners: list[UseCase],
     digests: list[str],
     is_batch: bool,
+    seen: list[int] | None,
 ) -> list[Stored]:
     now = timezone.now()
     actor = access.actor if access.actor is not None and access.actor.is_authenticated else None
@@ -912,7 +990,7 @@ def _store(
     stored_idx = [first[d] for d in sorted(new_ids)]
     if stored_idx:
         plan = _Plan()
-        linker = _Linker(access, [checked[i] for i in stored_idx])
+        linker = _Linker(access, [checked[i] for i in stored_idx], seen)
         for i in stored_idx:
             try:
                 _plan_event(plan, linker, checked[i], owners[i].pk, i)

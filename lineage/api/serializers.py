@@ -10,7 +10,9 @@ from lineage.models import LineageEvent, LineageNode, NodeKind
 
 class IngestResultSerializer(serializers.Serializer):
     id = serializers.IntegerField(help_text="the stored event's id")
-    sha256 = serializers.CharField(help_text="SHA-256 of the event's RFC 8785 canonical JSON")
+    sha256 = serializers.CharField(
+        help_text="SHA-256 of the event's canonical JSON (keys sorted, compact)"
+    )
     stored = serializers.BooleanField(help_text="false: an identical event was already stored")
     useCase = serializers.IntegerField(help_text="the use case the event was recorded under")
 
