@@ -71,10 +71,33 @@ class Subgraph:
     edges: set[tuple[int, int, str]] = field(default_factory=set)
     truncated: bool = False
     parent: dict[int, int] = field(default_factory=dict)  # BFS tree: smallest-id parent
-    # From the in-memory graph: node ids and kind codes in discovery order, and the graph.
+    # From the in-memory graph: node ids, kind codes, depths and parents in discovery
+    # order, and the graph (``depth``/``parent`` stay empty for a ``lazy`` walk).
     id_array: Any = None
     kind_array: Any = None
+    depth_array: Any = None
+    parent_array: Any = None
     flow: Any = None
+
+    def tree(self, nodes: Iterable[int]) -> tuple[dict[int, int], dict[int, int]]:
+        """Depth and BFS parent of ``nodes`` and of every node on their paths to the start."""
+        if self.depth or self.id_array is None:
+            return self.depth, self.parent
+        order = np.argsort(self.id_array)
+        ordered = self.id_array[order]
+        depth: dict[int, int] = {}
+        parent: dict[int, int] = {}
+        todo = np.unique(np.fromiter(nodes, dtype=np.int64))
+        while todo.size:
+            pos = order[np.searchsorted(ordered, todo)]
+            ups = self.parent_array[pos]
+            for node, d, up in zip(
+                todo.tolist(), self.depth_array[pos].tolist(), ups.tolist(), strict=True
+            ):
+                depth[node], parent[node] = d, up
+            todo = np.unique(ups[ups >= 0])
+            todo = todo[[n not in depth for n in todo.tolist()]] if todo.size else todo
+        return depth, parent
 
     def digraph(self) -> nx.DiGraph:
         g = nx.DiGraph()
@@ -175,26 +198,32 @@ def reach(
     max_nodes: int = MAX_NODES,
     stop_at: int | None = None,
     with_edges: bool = True,
+    lazy: bool = False,
 ) -> Subgraph:
     """A walk from the in-memory graph when it can answer (:func:`lineage.cache.usable`,
-    live data-flow edges), else in SQL (:func:`walk`). Both give the same answer."""
+    live data-flow edges), else in SQL (:func:`walk`). Both give the same answer.
+    ``lazy``: leave ``depth``/``parent`` to :meth:`Subgraph.tree` (in-memory walks)."""
     kinds = tuple(kinds)
     if at is None and set(kinds) <= set(FLOW_KINDS) and cache.usable():
         found = cache.current().walk(
             start, direction, depth, kinds, max_nodes=max_nodes, stop_at=stop_at,
             with_edges=with_edges,
         )  # fmt: skip
-        ids = found.ids.tolist()
-        return Subgraph(
+        sub = Subgraph(
             start=start,
-            depth=dict(zip(ids, found.depths.tolist(), strict=True)),
             edges=found.edges or set(),
             truncated=found.truncated,
-            parent=dict(zip(ids, found.parents.tolist(), strict=True)),
             id_array=found.ids,
             kind_array=found.kinds,
+            depth_array=found.depths,
+            parent_array=found.parents,
             flow=cache.current(),
         )
+        if not lazy:
+            ids = found.ids.tolist()
+            sub.depth = dict(zip(ids, found.depths.tolist(), strict=True))
+            sub.parent = dict(zip(ids, found.parents.tolist(), strict=True))
+        return sub
     return walk(start, direction, depth, kinds=kinds, at=at, max_nodes=max_nodes, stop_at=stop_at)
 
 
@@ -448,27 +477,36 @@ def impact(access: Access, node_id: str, depth: int | None = None) -> dict[str, 
     viewer = Viewer(access)
     start = resolve(access, node_id, viewer)
     d = _clamp(depth)
-    sub = reach([start["id"]], "down", d, with_edges=False, max_nodes=MAX_IMPACT_NODES)
+    sub = reach([start["id"]], "down", d, with_edges=False, max_nodes=MAX_IMPACT_NODES, lazy=True)
     counts, kinds = kinds_reached(sub)
     counts = {k.value: counts[k.value] for k in NodeKind if k.value in counts}
     targets = [n for n in kinds if n != start["id"]]
-    paths: dict[int, list[int]] = {}
+    depth_of, parent_of = sub.tree(targets)  # the BFS tree: a shortest path to each node
     on_paths: set[int] = set()
-    for n in targets:  # the walk's BFS tree holds a shortest path to every node
-        path = [n]
-        while path[-1] != start["id"]:
-            path.append(sub.parent[path[-1]])
-        path.reverse()
-        paths[n] = path
-        on_paths.update(path)
-    between = list(on_paths - set(targets))
+    for n in targets:
+        while n != start["id"] and n not in on_paths:
+            on_paths.add(n)
+            n = parent_of[n]
+    between = [n for n in on_paths if n not in kinds]
     refs = sub.flow.refs(between) if sub.flow is not None else load_refs(between)
     full = load_nodes(targets)
     refs.update(full)
+    shown = {n: viewer.ref(row) for n, row in refs.items()}
+    paths: dict[int, list[str]] = {start["id"]: [viewer.ref(start)]}
+
+    def path_to(n: int) -> list[str]:
+        trail = []
+        while n not in paths:
+            trail.append(n)
+            n = parent_of[n]
+        for m in reversed(trail):
+            paths[m] = [*paths[parent_of[m]], shown[m]]
+        return paths[trail[0]] if trail else paths[n]
+
     affected: dict[str, list[dict[str, Any]]] = {k: [] for k in IMPACT_KINDS}
-    for n in sorted(targets, key=lambda t: (sub.depth[t], t)):
-        entry = viewer.node(full[n], sub.depth[n])
-        entry["path"] = [viewer.ref(refs[p]) for p in paths[n]]
+    for n in sorted(targets, key=lambda t: (depth_of[t], t)):
+        entry = viewer.node(full[n], depth_of[n])
+        entry["path"] = path_to(n)
         affected[full[n]["kind"]].append(entry)
     return {
         "node": viewer.node(start),
