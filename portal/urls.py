@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 
 from approvals import api as approval_api
+from lineage.api import views as lineage_views
 from portal import views
 from portal.api import views as api_views
 from registry.api.urls import router as registry_router
@@ -34,6 +35,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/access/grants/", api_views.GrantView.as_view(), name="api-grants"),
     path("api/v1/", include(workers_api_urls)),
+    # OpenLineage's HTTP transport posts to api/v1/lineage (no trailing slash).
+    path("api/v1/lineage", lineage_views.LineageView.as_view(), name="api-lineage"),
+    path("api/v1/lineage/", include("lineage.api.urls")),
     path("api/v1/", include((api.urls, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -1,0 +1,228 @@
+"""Registry writes create their lineage nodes and edges, in the writer's transaction.
+
+Connected to ``post_save``, ``post_delete`` and ``m2m_changed`` of the registry
+models in :class:`lineage.apps.LineageConfig.ready`, so ``registry.services``
+needs no lineage calls. Edges (upstream → downstream):
+
+* dataset version → model version: ``trained_on`` / ``validated_on`` / ``tested_on``
+* parent dataset version → derived version: ``derived_from``
+* parent model version → retrained version: ``retrained_from``
+* model version → deployment: ``deployed_as``; deployment → use case: ``serves``
+
+A link removed in the registry ends its edge (``removed_at``) rather than
+deleting it, so the graph can be read as of any time. Deployments keep the
+intervals they were live in (``attrs.live``; ``valid_from``/``valid_to`` span
+them), which answers "what was in production at time T".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.utils import timezone
+
+from lineage.models import EdgeKind, LineageEdge, LineageNode, NodeKind, key_digest
+
+LIVE = "active"
+ENDED = {"replaced", "rolled_back", "retired"}
+
+
+def _registry_models() -> dict[str, Any]:
+    from registry.models import DatasetVersion, Deployment, ModelVersion, UseCase
+
+    return {
+        NodeKind.USE_CASE: UseCase,
+        NodeKind.DATASET_VERSION: DatasetVersion,
+        NodeKind.MODEL_VERSION: ModelVersion,
+        NodeKind.DEPLOYMENT: Deployment,
+    }
+
+
+def upsert_node(obj: Any) -> LineageNode:
+    """Create or refresh the node of a registry object (label, use case, attributes)."""
+    from lineage.services import registry_spec
+
+    spec = registry_spec(obj)
+    digest = key_digest(spec.key)
+    node = LineageNode.objects.filter(key_hash=digest).first()
+    if node is None:
+        node = LineageNode(
+            kind=spec.kind, key=spec.key, key_hash=digest, object_id=spec.object_id, attrs={}
+        )
+    attrs = {**node.attrs, **spec.attrs}
+    if spec.kind == NodeKind.DEPLOYMENT:
+        _live_intervals(obj, attrs)
+        spans = attrs["live"]
+        node.valid_from = _parse(spans[0][0]) if spans else None
+        node.valid_to = _parse(spans[-1][1]) if spans and spans[-1][1] else None
+    changed = (
+        node.pk is None
+        or node.label != spec.label
+        or node.use_case_id != spec.use_case_id
+        or node.attrs != attrs
+    )
+    node.label, node.use_case_id, node.attrs = spec.label, spec.use_case_id, attrs
+    if changed:
+        node.save()
+    return node
+
+
+def _parse(value: str) -> Any:
+    from django.utils.dateparse import parse_datetime
+
+    return parse_datetime(value)
+
+
+def _iso(value: Any) -> str:
+    return value.astimezone(timezone.UTC).isoformat()
+
+
+def _live_intervals(deployment: Any, attrs: dict[str, Any]) -> None:
+    """Open an interval when the deployment goes live, close it when it stops."""
+    spans: list[list[str | None]] = [list(s) for s in attrs.get("live", [])]
+    is_open = bool(spans) and spans[-1][1] is None
+    if deployment.status == LIVE and not is_open:
+        start = deployment.released_at if not spans else timezone.now()
+        spans.append([_iso(start), None])
+    elif deployment.status in ENDED and is_open:
+        end = timezone.now()
+        if deployment.status == "replaced":
+            successor = (
+                deployment.replaced_by.order_by("released_at")
+                .values_list("released_at", flat=True)
+                .first()
+            )
+            if successor is not None:
+                end = max(successor, _parse(spans[-1][0]))
+        spans[-1][1] = _iso(end)
+    attrs["live"] = spans
+
+
+def _node_ids(kind: str, objects: Iterable[Any]) -> dict[int, int]:
+    """Registry object id → node id, creating missing nodes."""
+    objects = list(objects)
+    ids = dict(
+        LineageNode.objects.filter(kind=kind, object_id__in=[o.pk for o in objects]).values_list(
+            "object_id", "id"
+        )
+    )
+    for obj in objects:
+        if obj.pk not in ids:
+            ids[obj.pk] = upsert_node(obj).pk
+    return ids
+
+
+def link(src: Any, dst: Any, kind: str) -> None:
+    """A live registry edge from ``src`` to ``dst`` (no-op when it exists)."""
+    s = _node_ids(_kind_of(src), [src])[src.pk]
+    d = _node_ids(_kind_of(dst), [dst])[dst.pk]
+    if not LineageEdge.objects.filter(src_id=s, dst_id=d, kind=kind, removed_at=None).exists():
+        LineageEdge.objects.create(src_id=s, dst_id=d, kind=kind, source="registry")
+
+
+def unlink(*, kind: str, src: Any = None, dst: Any = None, keep_src: Any = None) -> None:
+    """End live edges of ``kind`` from ``src`` and/or into ``dst`` (except from ``keep_src``)."""
+    edges = LineageEdge.objects.filter(kind=kind, removed_at=None)
+    if src is not None:
+        edges = edges.filter(src__kind=_kind_of(src), src__object_id=src.pk)
+    if dst is not None:
+        edges = edges.filter(dst__kind=_kind_of(dst), dst__object_id=dst.pk)
+    if keep_src is not None:
+        edges = edges.exclude(src__kind=_kind_of(keep_src), src__object_id=keep_src.pk)
+    edges.update(removed_at=timezone.now())
+
+
+def _kind_of(obj: Any) -> str:
+    for kind, model in _registry_models().items():
+        if isinstance(obj, model):
+            return kind
+    raise TypeError(type(obj).__name__)
+
+
+# ---------------------------------------------------------------- handlers
+
+
+def on_save(sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any) -> None:
+    from registry.models import Deployment, ModelVersion
+
+    upsert_node(instance)
+    if isinstance(instance, ModelVersion):
+        if instance.parent_id is not None:
+            unlink(kind=EdgeKind.RETRAINED_FROM, dst=instance, keep_src=instance.parent)
+            link(instance.parent, instance, EdgeKind.RETRAINED_FROM)
+        elif not created:
+            unlink(kind=EdgeKind.RETRAINED_FROM, dst=instance)
+    elif isinstance(instance, Deployment) and created:
+        link(instance.model_version, instance, EdgeKind.DEPLOYED_AS)
+        link(instance, instance.use_case, EdgeKind.SERVES)
+
+
+def on_delete(sender: Any, instance: Any, **kwargs: Any) -> None:
+    LineageNode.objects.filter(kind=_kind_of(instance), object_id=instance.pk).delete()
+
+
+M2M_KINDS = {
+    "training_datasets": EdgeKind.TRAINED_ON,
+    "validation_datasets": EdgeKind.VALIDATED_ON,
+    "test_datasets": EdgeKind.TESTED_ON,
+}
+
+
+def _m2m_handler(kind: str, upstream_is_target: bool) -> Any:
+    """For ``instance.<field>.add(targets)``: edges target → instance when the targets are
+    upstream (datasets of a model version, parents of a derived version)."""
+
+    def handler(
+        sender: Any,
+        instance: Any,
+        action: str,
+        reverse: bool,
+        model: Any,
+        pk_set: set[int] | None,
+        **kwargs: Any,
+    ) -> None:
+        # ``reverse``: called on the other side (e.g. dataset_version.trained_model_versions).
+        instance_upstream = reverse == upstream_is_target
+        if action == "post_add":
+            for other in model.objects.filter(pk__in=pk_set or ()):
+                src, dst = (instance, other) if instance_upstream else (other, instance)
+                link(src, dst, kind)
+        elif action == "post_remove":
+            for other in model.objects.filter(pk__in=pk_set or ()):
+                src, dst = (instance, other) if instance_upstream else (other, instance)
+                unlink(kind=kind, src=src, dst=dst)
+        elif action == "post_clear":
+            if instance_upstream:
+                unlink(kind=kind, src=instance)
+            else:
+                unlink(kind=kind, dst=instance)
+
+    return handler
+
+
+_HANDLERS: list[Any] = []  # strong references: signals keep weak ones
+
+
+def connect() -> None:
+    from registry.models import DatasetVersion, Deployment, ModelVersion, UseCase
+
+    for model in (UseCase, DatasetVersion, ModelVersion, Deployment):
+        post_save.connect(on_save, sender=model, dispatch_uid=f"lineage-save-{model.__name__}")
+        post_delete.connect(
+            on_delete, sender=model, dispatch_uid=f"lineage-delete-{model.__name__}"
+        )
+    for field, kind in M2M_KINDS.items():
+        handler = _m2m_handler(kind, upstream_is_target=True)
+        _HANDLERS.append(handler)
+        m2m_changed.connect(
+            handler,
+            sender=getattr(ModelVersion, field).through,
+            dispatch_uid=f"lineage-m2m-{field}",
+        )
+    handler = _m2m_handler(EdgeKind.DERIVED_FROM, upstream_is_target=True)
+    _HANDLERS.append(handler)
+    m2m_changed.connect(
+        handler, sender=DatasetVersion.derived_from.through, dispatch_uid="lineage-m2m-derived"
+    )
