@@ -282,7 +282,10 @@ def _tick() -> Any:
     return moment
 
 
-def test_what_was_in_production_at_a_time_and_what_it_was_trained_on(world: Any) -> None:
+def test_what_was_in_production_at_a_time_and_what_it_was_trained_on(
+    world: Any, settings: Any
+) -> None:
+    settings.CHARTER_GATED_ENVIRONMENTS = []  # the deployment gate is tested in tests/approvals
     system = Access.system()
     t = world.tree["a"]
     mv1, dv1 = t["model_version"], t["dataset_version"]

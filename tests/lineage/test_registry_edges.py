@@ -88,7 +88,8 @@ def test_model_version_links_follow_the_registry(world: Any) -> None:
     assert (key(t["model_version"]), key(retrained), "retrained_from") not in live_edges()
 
 
-def test_deployments_record_when_they_were_live(world: Any) -> None:
+def test_deployments_record_when_they_were_live(world: Any, settings: Any) -> None:
+    settings.CHARTER_GATED_ENVIRONMENTS = []  # the deployment gate is tested in tests/approvals
     mv = world.tree["a"]["model_version"]
     first = f.deployment(mv, environment="production")
     node = LineageNode.objects.get(key=key(first))
