@@ -31,6 +31,7 @@ urlpatterns = [
     path("audit/", include("audits.urls")),
     path("approvals/", include("approvals.urls")),
     path("reports/", include("lineage.reports.urls")),
+    path("lineage/", include("lineage.urls")),
     path("", include("workers.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/access/grants/", api_views.GrantView.as_view(), name="api-grants"),

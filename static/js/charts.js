@@ -7,6 +7,13 @@
       if (!spec || typeof Plotly === "undefined") { return; }
       var fig = JSON.parse(spec.textContent);
       Plotly.newPlot(el, fig.data, fig.layout || {}, { displayModeBar: false, responsive: true });
+      // Charts whose points carry a URL in customdata open it on click (the lineage graph).
+      if (el.dataset.clickable !== undefined && el.on) {
+        el.on("plotly_click", function (ev) {
+          var url = ev.points && ev.points[0] && ev.points[0].customdata;
+          if (typeof url === "string" && url.charAt(0) === "/") { window.location.assign(url); }
+        });
+      }
     });
   }
   document.addEventListener("DOMContentLoaded", function () { draw(document); });

@@ -125,6 +125,9 @@ class Command(BaseCommand):
         from workers.demo import seed_monitoring
 
         seed_monitoring()  # telemetry, drift and incidents of one production deployment
+        from lineage.demo import seed_lineage
+
+        seed_lineage()  # the ETL runs (OpenLineage) that built each training snapshot
 
     def _approve(self, access: Access, mv: Any, reviewers: dict[str, list[Any]]) -> None:
         """Request production approval for ``mv`` and let the quorum approve it."""
