@@ -1,7 +1,15 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from django.utils.csp import CSP
+from django.views.decorators.csp import csp_override
+from django.views.generic.base import RedirectView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerSplitView,
+)
 from rest_framework.routers import DefaultRouter
 
 from approvals import api as approval_api
@@ -11,6 +19,12 @@ from portal.api import views as api_views
 from registry.api.urls import router as registry_router
 from workers import api as workers_api
 from workers.urls import api_urlpatterns as workers_api_urls
+
+REDOC_CSP = {
+    **settings.SECURE_CSP,
+    "worker-src": [CSP.SELF, "blob:"],
+    "img-src": [CSP.SELF, "data:", "https://cdn.redoc.ly"],  # its "Redocly" footer logo
+}
 
 api = DefaultRouter(trailing_slash=True)
 api.registry.extend(registry_router.registry)
@@ -23,6 +37,7 @@ for prefix, viewset in workers_api.ROUTES:
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("favicon.ico", RedirectView.as_view(url="/static/favicon.svg", permanent=True)),
     path("static-vendor/plotly.min.js", views.plotly_js, name="plotly-js"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -41,6 +56,12 @@ urlpatterns = [
     path("api/v1/lineage/", include("lineage.api.urls")),
     path("api/v1/", include((api.urls, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    # The split view serves Swagger UI's start-up code as a file (no inline script, so the
+    # strict Content Security Policy holds); Redoc renders its spec in a blob: worker.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
+    path(
+        "api/redoc/",
+        csp_override(REDOC_CSP)(SpectacularRedocView.as_view(url_name="schema")),
+        name="redoc",
+    ),
 ]

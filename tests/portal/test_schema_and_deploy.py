@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.db import connection
@@ -80,3 +81,15 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path: Path) -> Non
     result = _manage("check", env=env)
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+@pytest.mark.django_db
+def test_pages_carry_a_strict_content_security_policy(client: Any) -> None:
+    """No inline scripts anywhere: script-src is this origin only (the e2e tests load the
+    pages in Chromium and fail on any CSP violation reported to the console)."""
+    response = client.get("/login/")
+    policy = response["Content-Security-Policy"]
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";") if d.strip())
+    assert directives["script-src"] == "'self'"
+    assert directives["object-src"] == "'none'" and directives["frame-ancestors"] == "'none'"
+    assert "<script>" not in response.content.decode()
