@@ -159,6 +159,15 @@ CHARTER_BASE_URL = env_str("CHARTER_BASE_URL", "http://127.0.0.1:8000")
 CHARTER_TOKEN_DEFAULT_DAYS = env_int("CHARTER_TOKEN_DEFAULT_DAYS", 90)
 CHARTER_TOKEN_LAST_USED_RESOLUTION_S = 60
 
+# Outgoing webhooks (portal/webhooks.py). Targets that resolve to private, loopback,
+# link-local or reserved addresses are refused unless allowed here (checked when a
+# subscription is saved and again before every delivery).
+CHARTER_WEBHOOK_ALLOW_PRIVATE = env_bool("CHARTER_WEBHOOK_ALLOW_PRIVATE", False)
+CHARTER_WEBHOOK_ALLOWED_HOSTS = env_list("CHARTER_WEBHOOK_ALLOWED_HOSTS")  # names or IPs/CIDRs
+CHARTER_WEBHOOK_TIMEOUT_S = env_int("CHARTER_WEBHOOK_TIMEOUT_S", 10)
+CHARTER_WEBHOOK_MAX_ATTEMPTS = env_int("CHARTER_WEBHOOK_MAX_ATTEMPTS", 6)
+CHARTER_WEBHOOK_BACKOFF_S = env_int("CHARTER_WEBHOOK_BACKOFF_S", 30)  # doubled per attempt
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "portal.auth.BearerTokenAuthentication",
@@ -234,6 +243,10 @@ CELERY_BEAT_SCHEDULE = {
     "approvals-open-due-reviews-daily": {
         "task": "approvals.tasks.open_due_reviews",
         "schedule": 86400.0,
+    },
+    "webhooks-requeue-stalled": {
+        "task": "portal.tasks.requeue_stalled_webhooks",
+        "schedule": 600.0,
     },
 }
 

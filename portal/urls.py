@@ -12,6 +12,7 @@ from registry.api.urls import router as registry_router
 api = DefaultRouter(trailing_slash=True)
 api.registry.extend(registry_router.registry)
 api.register("tokens", api_views.ApiTokenViewSet)
+api.register("webhooks", api_views.WebhookViewSet)
 api.register("approval-requests", approval_api.ApprovalRequestViewSet)
 api.register("approval-policies", approval_api.ApprovalPolicyViewSet)
 api.register("notifications", approval_api.NotificationViewSet, basename="notification")
