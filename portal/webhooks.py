@@ -551,11 +551,12 @@ def _clean_events(events: Any) -> list[str]:
 def _require_scope(access: Access, use_case: Any) -> None:
     if not access.authenticated:
         raise PermissionDenied("sign in first")
+    unscoped_admin = access.can_administer() and access.token_scope() is None
     if use_case is None:
-        if not access.can_administer() or access.token_scope() is not None:
+        if not unscoped_admin:
             raise PermissionDenied("only administrators may subscribe to every use case")
-    elif not access.can_administer():
-        access.require_contribute(use_case)
+    elif not unscoped_admin:
+        access.require_contribute(use_case)  # checks the token's scope too
 
 
 def visible_subscriptions(access: Access) -> QuerySet[WebhookSubscription]:

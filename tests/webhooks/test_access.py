@@ -245,3 +245,34 @@ def test_pages_refuse_internal_targets_and_hide_others_subscriptions(
     # a contributor's form offers only the use cases they contribute to
     form = other.get("/access/webhooks/").content.decode()
     assert world.uc_b.name in form and world.uc_a.name not in form
+
+
+def test_a_scoped_token_reaches_only_its_use_cases(world: Any, receiver: Receiver) -> None:
+    """An administrator's token limited to use case A neither sees nor creates beyond A."""
+    from rest_framework.test import APIClient
+
+    from portal.permissions import Access
+    from portal.services import issue_token
+
+    admin = world.users["admin"]
+    _, secret = issue_token(Access(admin), user=admin, name="ci", use_cases=[world.uc_a])
+    subscribe(world, "contributor_b", receiver.url, EVENTS, world.uc_b)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert client.get("/api/v1/webhooks/").json()["results"] == []
+    for use_case in (world.uc_b.pk, None):
+        response = client.post(
+            "/api/v1/webhooks/",
+            {"url": receiver.url, "events": EVENTS, "use_case": use_case},
+            format="json",
+        )
+        assert response.status_code in (400, 403), response.json()
+    ok = client.post(
+        "/api/v1/webhooks/",
+        {"url": receiver.url, "events": EVENTS, "use_case": world.uc_a.pk},
+        format="json",
+    )
+    assert ok.status_code == 201
+    assert [r["use_case"] for r in client.get("/api/v1/webhooks/").json()["results"]] == [
+        world.uc_a.pk
+    ]
