@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from audits import context
 from audits.models import GENESIS_HASH, AuditEvent, Checkpoint
+from portal.webhooks import on_audit_event
 
 # Arbitrary constant naming the audit chain's advisory lock.
 AUDIT_LOCK_KEY = 0x43484152  # "CHAR"
@@ -171,7 +172,7 @@ def record(
         event.pk, event.seq, event.created_at, event.payload, event.prev_hash, event.hash = row
         event._state.adding = False
         event._state.db = connection.alias
-        return event
+        return on_audit_event(event)
     # SQLite: transactions take the database write lock up front (IMMEDIATE mode).
     head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
     event.seq, event.prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
@@ -180,7 +181,7 @@ def record(
     event.payload = payload.decode("utf-8")
     event.hash = chain_hash(event.prev_hash, payload)
     event.save()
-    return event
+    return on_audit_event(event)
 
 
 def record_access(action: str, *, actor: Any, obj: models.Model, **extra: Any) -> AuditEvent:

@@ -181,6 +181,14 @@ CHARTER_TELEMETRY_MAX_CLOCK_SKEW_S = env_int("CHARTER_TELEMETRY_MAX_CLOCK_SKEW_S
 CHARTER_TELEMETRY_BATCH_RETENTION_DAYS = env_int("CHARTER_TELEMETRY_BATCH_RETENTION_DAYS", 8)
 # Predictions with an id wait this long for their label.
 CHARTER_TELEMETRY_LABEL_HORIZON_DAYS = env_int("CHARTER_TELEMETRY_LABEL_HORIZON_DAYS", 30)
+# Outgoing webhooks (portal/webhooks.py). Targets that resolve to private, loopback,
+# link-local or reserved addresses are refused unless allowed here (checked when a
+# subscription is saved and again before every delivery).
+CHARTER_WEBHOOK_ALLOW_PRIVATE = env_bool("CHARTER_WEBHOOK_ALLOW_PRIVATE", False)
+CHARTER_WEBHOOK_ALLOWED_HOSTS = env_list("CHARTER_WEBHOOK_ALLOWED_HOSTS")  # names or IPs/CIDRs
+CHARTER_WEBHOOK_TIMEOUT_S = env_int("CHARTER_WEBHOOK_TIMEOUT_S", 10)
+CHARTER_WEBHOOK_MAX_ATTEMPTS = env_int("CHARTER_WEBHOOK_MAX_ATTEMPTS", 6)
+CHARTER_WEBHOOK_BACKOFF_S = env_int("CHARTER_WEBHOOK_BACKOFF_S", 30)  # doubled per attempt
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -273,6 +281,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "telemetry-fold-stragglers": {"task": "workers.tasks.fold_stragglers", "schedule": 600.0},
     "telemetry-prune-daily": {"task": "workers.tasks.prune_telemetry", "schedule": 86400.0},
+    "webhooks-requeue-stalled": {
+        "task": "portal.tasks.requeue_stalled_webhooks",
+        "schedule": 600.0,
+    },
 }
 
 _MAIL_DEFAULT = "smtp" if PRODUCTION else "console"

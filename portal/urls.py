@@ -29,6 +29,7 @@ REDOC_CSP = {
 api = DefaultRouter(trailing_slash=True)
 api.registry.extend(registry_router.registry)
 api.register("tokens", api_views.ApiTokenViewSet)
+api.register("webhooks", api_views.WebhookViewSet)
 api.register("approval-requests", approval_api.ApprovalRequestViewSet)
 api.register("approval-policies", approval_api.ApprovalPolicyViewSet)
 api.register("notifications", approval_api.NotificationViewSet, basename="notification")

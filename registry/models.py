@@ -565,3 +565,43 @@ class Attestation(models.Model):
     @property
     def target(self) -> Artifact | Evidence:
         return self.artifact if self.artifact_id else self.evidence  # type: ignore[return-value]
+
+
+class MlflowImportJob(models.Model):
+    """An import from MLflow asked for in the portal and run by a worker; keeps the report.
+
+    The tracking URI is stored without a password (the form refuses one: credentials
+    belong in the worker's environment, e.g. ``MLFLOW_TRACKING_PASSWORD`` or ``~/.pgpass``).
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    tracking_uri = models.CharField(max_length=1000)
+    use_case = models.ForeignKey(
+        UseCase, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    dry_run = models.BooleanField(default=False)
+    download_artifacts = models.BooleanField(default=False)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    report = models.JSONField(default=dict, blank=True)
+    summary = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+
+    def __str__(self) -> str:
+        return f"MLflow import {self.pk} from {self.tracking_uri}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("mlflow-import-job", args=[self.pk])

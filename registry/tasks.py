@@ -33,3 +33,13 @@ def summarize_dataset_version(version_id: int) -> str:
             return "failed"
         apply_dataset_summary(version_id, summary)
     return "ready"
+
+
+@shared_task(acks_late=True)
+def run_mlflow_import(job_id: int) -> str:
+    """Run an import asked for in the portal (idempotent: a rerun changes nothing)."""
+    from audits.context import audit_context
+    from registry.mlflow_import import run_job
+
+    with audit_context(channel="task"):
+        return run_job(job_id)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from registry import views
+from registry import import_views, views
 
 urlpatterns = [
     path("use-cases/", views.usecase_list, name="usecase-list"),
@@ -44,4 +44,6 @@ urlpatterns = [
     ),
     path("deployments/", views.deployment_list, name="deployment-list"),
     path("deployments/<int:pk>/", views.deployment_detail, name="deployment-detail"),
+    path("import/mlflow/", import_views.mlflow_import_page, name="mlflow-import"),
+    path("import/mlflow/<int:pk>/", import_views.mlflow_import_job, name="mlflow-import-job"),
 ]

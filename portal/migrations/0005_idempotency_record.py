@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("portal", "0003_roles"),
+        ("portal", "0004_webhooks"),
     ]
 
     operations = [
