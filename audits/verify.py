@@ -146,12 +146,12 @@ def _intact_in_database(start: int, prev: str) -> tuple[int, str] | None:
         cursor.execute(_DB_LINK_SQL, [start])
         if cursor.fetchone()[0]:
             return None
-        cursor.execute(
-            "SELECT prev_hash FROM audits_auditevent WHERE seq = %s UNION ALL "
-            "SELECT hash FROM audits_auditevent WHERE seq = %s",
+        cursor.execute(  # two scalar subqueries: a UNION ALL would not keep their order
+            "SELECT (SELECT prev_hash FROM audits_auditevent WHERE seq = %s), "
+            "(SELECT hash FROM audits_auditevent WHERE seq = %s)",
             [low, high],
         )
-        first_prev, head = (r[0] for r in cursor.fetchall())
+        first_prev, head = cursor.fetchone()
         if first_prev != prev:
             return None
         return (high, head)
