@@ -701,6 +701,8 @@ def _schedule_poll(job: RetrainingJob, delay: float) -> None:
     job.next_poll_at = timezone.now() + timedelta(seconds=delay)
     job.save(update_fields=["poll_seq", "poll_interval_s", "next_poll_at"])
     args = (job.pk, job.poll_seq)
+    if poll_retraining_job.app.conf.task_always_eager:
+        return  # in-process (tests, eager mode): whoever drives calls poll(); no recursion
     transaction.on_commit(lambda: poll_retraining_job.apply_async(args, countdown=delay))
 
 

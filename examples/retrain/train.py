@@ -254,7 +254,11 @@ def run(client: Client, ctx: dict[str, Any], workdir: Path) -> int:
     }
     progress = lambda p, m: client.post_job_progress(job_id, p, m)  # noqa: E731
     progress(0.05, "starting")
-    print(f"retraining job #{job_id}: model {ctx['model_name']}, device {device()}", flush=True)
+    print(
+        f"retraining job #{job_id}: model {ctx['model_name']}, device {device()}, "
+        f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}",
+        flush=True,
+    )
     if params.get("sleep_s"):
         time.sleep(float(params["sleep_s"]))
     if params.get("exit_code"):
