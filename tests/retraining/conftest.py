@@ -7,6 +7,7 @@ started are stopped at its end, the Ray head when the module using it is done.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -111,10 +112,8 @@ def ray_head() -> Iterator[str]:
             proc.wait(timeout=15)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         log.close()
 
 
