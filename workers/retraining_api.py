@@ -96,7 +96,7 @@ class JobRequestSerializer(serializers.Serializer):
     approval_environment = serializers.CharField(required=False)
 
 
-class ReasonSerializer(serializers.Serializer):
+class JobReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="")
 
 
@@ -198,14 +198,14 @@ class RetrainingJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
         return Response(self.get_serializer(job).data, status=code)
 
     @extend_schema(
-        request=ReasonSerializer,
+        request=JobReasonSerializer,
         responses={200: RetrainingJobSerializer, **ERRORS_WRITE},
         summary="Cancel the job (stopped on its executor; ends when the executor says so)",
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         job = self.get_object()
-        body = ReasonSerializer(data=request.data)
+        body = JobReasonSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
             job = retraining.cancel(Access.for_request(request), job, **body.validated_data)
@@ -214,14 +214,14 @@ class RetrainingJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
         return self._answer(job)
 
     @extend_schema(
-        request=ReasonSerializer,
+        request=JobReasonSerializer,
         responses={201: RetrainingJobSerializer, **ERRORS_WRITE},
         summary="Run a failed, cancelled or lost job again (a new job with the same spec)",
     )
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
         job = self.get_object()
-        body = ReasonSerializer(data=request.data)
+        body = JobReasonSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
             new = retraining.retry(Access.for_request(request), job, **body.validated_data)
