@@ -109,7 +109,7 @@ def ray_head() -> Iterator[str]:
     finally:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
+            proc.wait(timeout=5)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
         with contextlib.suppress(ProcessLookupError):

@@ -15,6 +15,10 @@ from workers import executors, retraining
 from workers.executors import ExecutorJob, Resources, State
 from workers.executors.ray_jobs import RayExecutor
 
+# All of this module in one group of pytest-django's ordering (transactional tests run last),
+# so the module's one Ray head serves every test of it.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 
 def _job(key: str, command: list[str], **kw: Any) -> ExecutorJob:
     return ExecutorJob(
@@ -76,7 +80,6 @@ def test_unreachable_head_is_an_executor_error() -> None:
         ex.status("anything")
 
 
-@pytest.mark.django_db(transaction=True)
 def test_a_retraining_job_runs_on_ray_end_to_end(
     ray_head: str, live_server: Any, settings: Any
 ) -> None:

@@ -90,9 +90,10 @@ def test_gpu_success_failure_cancel_and_timeout(slurm_cluster: str, tmp_path: Pa
     failing = ex.submit(_job(f"fail-{stamp}", ["sh", "-c", "echo about to fail; exit 3"]))
     cancel = ex.submit(_job(f"cancel-{stamp}", ["sh", "-c", "echo started; sleep 600"]))
     deadline = time.monotonic() + 60
-    while ex.status(cancel).state != State.RUNNING and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        if ex.status(cancel).state == State.RUNNING and "started" in ex.logs(cancel):
+            break
         time.sleep(0.5)
-    time.sleep(1)
     ex.cancel(cancel)
     states = _wait(ex, [gpu, ok, failing, cancel, timeout])
 
