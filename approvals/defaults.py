@@ -76,6 +76,21 @@ def default_policies() -> list[dict[str, Any]]:
                     "separation_of_duties": sod,
                 }
             )
+    for tier in ("high", "unacceptable"):
+        # Running a retraining job on a high-risk use case's data and compute needs a risk
+        # officer's go (workers/retraining.py); the version it produces is approved as usual.
+        out.append(
+            {
+                "risk_tier": tier,
+                "environment": "retraining",
+                "name": f"{tier.capitalize()} risk: retraining job",
+                "quorum": {risk: 1},
+                "checks": [],
+                "required_evidence": [],
+                "validity_days": 30,
+                "separation_of_duties": True,
+            }
+        )
     for tier in ("minimal", "limited", "high", "unacceptable"):
         heavy = tier in ("high", "unacceptable")
         out.append(

@@ -26,6 +26,7 @@ class ApprovalPolicy(models.Model):
     """
 
     INTAKE = "intake"  # the environment name used for use-case intake policies
+    RETRAINING = "retraining"  # ... and for running a retraining job (workers/retraining.py)
 
     risk_tier = models.CharField(max_length=20, choices=RiskTier.choices)
     environment = models.CharField(max_length=20)
@@ -67,6 +68,7 @@ class ApprovalRequest(models.Model):
     class Kind(models.TextChoices):
         RELEASE = "release", "Release of a model version"
         INTAKE = "intake", "Use-case intake"
+        RETRAINING = "retraining", "Retraining job"
 
     class State(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -132,6 +134,8 @@ class ApprovalRequest(models.Model):
     def __str__(self) -> str:
         if self.model_version_id:
             return f"approval of {self.model_version} for {self.environment}"
+        if self.kind == self.Kind.RETRAINING:
+            return f"retraining approval for {self.use_case}"
         return f"intake approval of {self.use_case}"
 
     def get_absolute_url(self) -> str:

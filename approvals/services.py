@@ -24,6 +24,7 @@ from django.utils import timezone
 from approvals import facts as facts_mod
 from approvals import policy as policy_mod
 from approvals.models import ApprovalPolicy, ApprovalRequest, Decision, Notification, PeriodicReview
+from approvals.signals import approval_closed
 from audits.models import AuditEvent
 from audits.services import record
 from portal import dsse, roles
@@ -221,8 +222,15 @@ def create_request(
     environment: str = "production",
     summary: str = "",
     submit: bool = True,
+    kind: str | None = None,
 ) -> ApprovalRequest:
-    if model_version is not None:
+    """A release request (``model_version``), a use-case intake request (``use_case``), or,
+    with ``kind="retraining"``, a request to run a retraining job on ``use_case``."""
+    if kind == ApprovalRequest.Kind.RETRAINING:
+        if use_case is None or model_version is not None:
+            raise ValidationError({"use_case": ["a retraining request names the use case only"]})
+        environment = ApprovalPolicy.RETRAINING
+    elif model_version is not None:
         use_case = model_version.use_case
         kind = ApprovalRequest.Kind.RELEASE
     elif use_case is not None:
@@ -250,7 +258,7 @@ def create_request(
         environment=environment,
         state__in=["draft", "submitted", "in_review", "changes_requested"],
     )
-    if open_same.exists():
+    if kind != ApprovalRequest.Kind.RETRAINING and open_same.exists():
         raise ValidationError(
             {"model_version": [f"request {open_same.first().pk} for this is still open"]}
         )
@@ -320,6 +328,7 @@ def withdraw_request(access: Access, req: ApprovalRequest, *, reason: str = "") 
     access.require_contribute(req.use_case)
     req = ApprovalRequest.objects.select_for_update().get(pk=req.pk)
     _move(access, req, ApprovalRequest.State.WITHDRAWN, reason, closed_reason=reason)
+    approval_closed.send(sender=ApprovalRequest, request=req)
     return req
 
 
@@ -424,6 +433,7 @@ def decide(
     if verdict == Decision.Verdict.REJECT:
         _move(access, req, ApprovalRequest.State.REJECTED, comment, decided_at=timezone.now())
         notify([req.requested_by], f"Rejected: {req}", req.get_absolute_url(), req.use_case)
+        approval_closed.send(sender=ApprovalRequest, request=req)
     elif verdict == Decision.Verdict.REQUEST_CHANGES:
         _move(access, req, ApprovalRequest.State.CHANGES_REQUESTED, comment)
         notify(
@@ -486,6 +496,8 @@ def try_complete(access: Access, req: ApprovalRequest) -> bool:
             registry_services.transition_model_version(
                 system, version, ModelVersion.Status.APPROVED, reason=f"approval request {req.pk}"
             )
+    elif req.kind == ApprovalRequest.Kind.RETRAINING:
+        pass  # the job waiting for it is released on approval_closed (workers)
     else:
         uc = UseCase.objects.get(pk=req.use_case_id)
         if uc.status == UseCase.Status.PROPOSED:
@@ -495,6 +507,7 @@ def try_complete(access: Access, req: ApprovalRequest) -> bool:
                 system, uc, UseCase.Status.APPROVED, reason=f"intake request {req.pk}"
             )
     notify([req.requested_by], f"Approved: {req}", req.get_absolute_url(), req.use_case)
+    approval_closed.send(sender=ApprovalRequest, request=req)
     return True
 
 

@@ -5,8 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models.signals import m2m_changed, post_save
+from django.dispatch import Signal
 
 from registry.models import Artifact, Attestation, Evidence, ModelVersion
+
+#: Sent inside the deciding transaction when a request is approved, rejected or withdrawn
+#: (``request=`` the ApprovalRequest). Other apps act on their own requests with it (a
+#: retraining job waits for its approval: workers/retraining_signals.py).
+approval_closed = Signal()
 
 
 def _void(version_id: int | None, reason: str) -> None:

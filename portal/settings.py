@@ -9,6 +9,7 @@ reports nothing then.
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 
@@ -165,6 +166,26 @@ CHARTER_IDEMPOTENCY_PENDING_SECONDS = env_int("CHARTER_IDEMPOTENCY_PENDING_SECON
 CHARTER_TOKEN_DEFAULT_DAYS = env_int("CHARTER_TOKEN_DEFAULT_DAYS", 90)
 CHARTER_TOKEN_LAST_USED_RESOLUTION_S = 60
 
+# Retraining executors (workers/executors/): name -> {"class": dotted path, "options": {...}},
+# from CHARTER_EXECUTORS as JSON; the local-process executor when unset.
+try:
+    CHARTER_EXECUTORS = json.loads(
+        env_str(
+            "CHARTER_EXECUTORS",
+            '{"local": {"class": "workers.executors.local.LocalExecutor", "options": {}}}',
+        )
+    )
+except ValueError as _exc:
+    raise ConfigError(f"CHARTER_EXECUTORS is not valid JSON: {_exc}") from _exc
+CHARTER_DEFAULT_EXECUTOR = env_str("CHARTER_DEFAULT_EXECUTOR", "local")
+# The portal URL as a retraining job reaches it (defaults to CHARTER_BASE_URL).
+CHARTER_JOB_PORTAL_URL = env_str("CHARTER_JOB_PORTAL_URL", "")
+# A job's token lives for its time limit plus this margin (then expires; revoked at its end).
+CHARTER_JOB_TOKEN_MARGIN_S = env_int("CHARTER_JOB_TOKEN_MARGIN_S", 3600)
+# Polling a running job: first delay, doubled while nothing changes, up to the maximum.
+CHARTER_RETRAINING_POLL_BASE_S = float(env_str("CHARTER_RETRAINING_POLL_BASE_S", "2"))
+CHARTER_RETRAINING_POLL_MAX_S = float(env_str("CHARTER_RETRAINING_POLL_MAX_S", "60"))
+
 # Telemetry intake (workers/): requests over these limits get 413; nothing is stored.
 CHARTER_TELEMETRY_MAX_BODY_BYTES = env_int("CHARTER_TELEMETRY_MAX_BODY_BYTES", 5 * 1024 * 1024)
 CHARTER_TELEMETRY_MAX_ROWS = env_int("CHARTER_TELEMETRY_MAX_ROWS", 50_000)
@@ -285,6 +306,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "portal.tasks.requeue_stalled_webhooks",
         "schedule": 600.0,
     },
+    # Retraining: re-queue polls of active jobs whose poll is overdue (a lost message).
+    "retraining-poll-overdue": {"task": "workers.tasks.poll_overdue_jobs", "schedule": 60.0},
 }
 
 _MAIL_DEFAULT = "smtp" if PRODUCTION else "console"

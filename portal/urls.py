@@ -18,6 +18,7 @@ from portal import views
 from portal.api import views as api_views
 from registry.api.urls import router as registry_router
 from workers import api as workers_api
+from workers import retraining_api
 from workers.urls import api_urlpatterns as workers_api_urls
 
 REDOC_CSP = {
@@ -33,7 +34,7 @@ api.register("webhooks", api_views.WebhookViewSet)
 api.register("approval-requests", approval_api.ApprovalRequestViewSet)
 api.register("approval-policies", approval_api.ApprovalPolicyViewSet)
 api.register("notifications", approval_api.NotificationViewSet, basename="notification")
-for prefix, viewset in workers_api.ROUTES:
+for prefix, viewset in [*workers_api.ROUTES, *retraining_api.ROUTES]:
     api.register(prefix, viewset)
 
 urlpatterns = [

@@ -367,6 +367,7 @@ class IncidentEvent(models.Model):
         ACKNOWLEDGED = "acknowledged", "Acknowledged"
         COMMENT = "comment", "Comment"
         RETRAINING = "retraining_requested", "Retraining requested"
+        RETRAINING_JOB = "retraining_job", "Retraining job"
         ROLLBACK = "rollback_review", "Flagged for rollback review"
         CLOSED = "closed", "Closed"
         REOPENED = "reopened", "Reopened"
@@ -385,3 +386,187 @@ class IncidentEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} at {self.at:%Y-%m-%d %H:%M}"
+
+
+# ---------------------------------------------------------------- retraining
+
+
+class RetrainingTemplate(models.Model):
+    """How a model is retrained when an alert (or a schedule, or a person without a spec of
+    their own) asks for it: the job spec and the executor. One per model."""
+
+    model = models.OneToOneField(
+        "registry.Model", on_delete=models.CASCADE, related_name="retraining_template"
+    )
+    use_case = models.ForeignKey(UseCase, on_delete=models.PROTECT, related_name="+")
+    spec = models.JSONField(help_text="see workers.retraining.validate_spec")
+    executor = models.CharField(max_length=100, blank=True, help_text="blank: the default")
+    approval_environment = models.CharField(
+        max_length=20,
+        default="production",
+        help_text="the environment the produced version is put up for approval to",
+    )
+    enabled = models.BooleanField(default=True)
+    updated_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model_id"]
+
+    def __str__(self) -> str:
+        return f"retraining template of {self.model}"
+
+
+class RetrainingJob(models.Model):
+    """One retraining run: what was asked, where it runs, what became of it.
+
+    ``state`` extends the executors' vocabulary (queued, running, succeeded, failed,
+    cancelled, lost) with the two states before submission: ``awaiting_approval`` (a high-risk
+    use case's retraining policy wants a decision first) and ``pending`` (to be submitted).
+    Every change of ``state`` is audited (workers/retraining.py); progress and the log tail
+    are measurements, not governance facts, and are not.
+    """
+
+    class Trigger(models.TextChoices):
+        INCIDENT = "incident", "Incident"
+        SCHEDULE = "schedule", "Schedule"
+        PERSON = "person", "Person"
+
+    class State(models.TextChoices):
+        AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+        PENDING = "pending", "Pending submission"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        LOST = "lost", "Lost"
+
+    TRANSITIONS = {
+        "awaiting_approval": {"pending", "cancelled"},
+        "pending": {"queued", "running", "succeeded", "failed", "cancelled", "lost"},
+        "queued": {"running", "succeeded", "failed", "cancelled", "lost"},
+        "running": {"succeeded", "failed", "cancelled", "lost"},
+        "succeeded": set(),
+        "failed": set(),
+        "cancelled": set(),
+        "lost": set(),
+    }
+    ACTIVE = ("pending", "queued", "running")
+    FINAL = ("succeeded", "failed", "cancelled", "lost")
+
+    use_case = models.ForeignKey(UseCase, on_delete=models.PROTECT, related_name="+")
+    model = models.ForeignKey(
+        "registry.Model", on_delete=models.PROTECT, related_name="retraining_jobs"
+    )
+    base_version = models.ForeignKey(
+        "registry.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="retraining_jobs",
+        help_text="the version being retrained (the parent of the one produced)",
+    )
+    trigger = models.CharField(max_length=20, choices=Trigger.choices)
+    incident = models.ForeignKey(
+        Incident, null=True, blank=True, on_delete=models.SET_NULL, related_name="retraining_jobs"
+    )
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+    reason = models.TextField(blank=True)
+    spec = models.JSONField()
+    dataset_versions = models.ManyToManyField(DatasetVersion, blank=True, related_name="+")
+    executor = models.CharField(max_length=100)
+    approval_environment = models.CharField(max_length=20, default="production")
+    key = models.CharField(max_length=100, unique=True, help_text="the submission's name")
+    external_id = models.CharField(max_length=300, blank=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING)
+    message = models.TextField(blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    progress = models.FloatField(default=0.0)
+    progress_message = models.CharField(max_length=500, blank=True)
+    log_tail = models.TextField(blank=True)
+    approval = models.ForeignKey(
+        "approvals.ApprovalRequest",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="the request to run this job (high-risk use cases)",
+    )
+    release_approval = models.ForeignKey(
+        "approvals.ApprovalRequest",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="the request opened for the version it produced",
+    )
+    produced_version = models.ForeignKey(
+        "registry.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="produced_by_jobs",
+    )
+    result = models.JSONField(default=dict, blank=True)
+    account = models.ForeignKey(
+        User,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="the job's own service account (it posts results as this user)",
+    )
+    token = models.ForeignKey(
+        "portal.ApiToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    poll_seq = models.PositiveIntegerField(default=0)
+    poll_interval_s = models.FloatField(default=0.0)
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["use_case", "-created_at"]),
+            models.Index(
+                fields=["next_poll_at"],
+                condition=models.Q(state__in=["pending", "queued", "running"]),
+                name="retrainingjob_active_poll",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"retraining job #{self.pk} of {self.model.name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("retraining-job", args=[self.pk])
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in self.ACTIVE
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in self.FINAL
+
+    @property
+    def percent(self) -> int:
+        return round(max(0.0, min(1.0, self.progress)) * 100)
+
+    @property
+    def resources(self) -> dict:
+        return (self.spec or {}).get("resources", {})

@@ -1297,7 +1297,16 @@ def _request_retraining(access: Access, incident: Incident, reason: str) -> Inci
     incident.retraining_requested = True
     incident.save(update_fields=["retraining_requested"])
     _audit_change(access, incident, before, reason)
-    _event(incident, IncidentEvent.Kind.RETRAINING, reason, actor=access.actor)
+    from workers import retraining
+
+    job, note = retraining.request_for_incident(access, incident, reason)
+    _event(
+        incident,
+        IncidentEvent.Kind.RETRAINING,
+        f"{reason}; {note}",
+        actor=access.actor,
+        job=job.pk if job is not None else None,
+    )
     return incident
 
 

@@ -59,3 +59,55 @@ def prune_telemetry() -> dict[str, int]:
     from workers.services import prune
 
     return prune()
+
+
+# ---------------------------------------------------------------- retraining
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=8)
+def submit_retraining_job(job_id: int) -> str:
+    """Hand a pending retraining job to its executor (idempotent: see retraining.submit)."""
+    from audits.context import audit_context
+    from workers import retraining
+
+    with audit_context(channel="task"):
+        return retraining.submit(job_id)
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=8)
+def poll_retraining_job(job_id: int, seq: int | None = None) -> str:
+    """Ask the executor about a job, record what changed, schedule the next poll."""
+    import os
+    import time
+
+    from audits.context import audit_context
+    from workers import retraining
+
+    delay = float(os.environ.get("CHARTER_TEST_POLL_DELAY_S", "0") or 0)
+    if delay:  # the fault tests kill the worker while it is inside a poll
+        marker = os.environ.get("CHARTER_TEST_POLL_MARKER_DIR")
+        if marker:
+            open(os.path.join(marker, f"polling-{job_id}-{seq}"), "w").close()  # noqa: SIM115
+        time.sleep(delay)
+    with audit_context(channel="task"):
+        return retraining.poll(job_id, seq)
+
+
+@shared_task(acks_late=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def cancel_retraining_job(job_id: int) -> str:
+    """Stop a job on its executor (then poll at once)."""
+    from audits.context import audit_context
+    from workers import retraining
+
+    with audit_context(channel="task"):
+        return retraining.cancel_on_executor(job_id)
+
+
+@shared_task(acks_late=True)
+def poll_overdue_jobs() -> int:
+    """Re-queue polls (and submissions) that were lost (Celery beat)."""
+    from audits.context import audit_context
+    from workers import retraining
+
+    with audit_context(channel="task"):
+        return retraining.poll_overdue()

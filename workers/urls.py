@@ -1,6 +1,6 @@
 from django.urls import path
 
-from workers import api, views
+from workers import api, retraining_views, views
 
 # Under /api/v1/ (portal/urls.py); the list endpoints are registered on the API router.
 api_urlpatterns = [
@@ -35,4 +35,12 @@ urlpatterns = [
     path("incidents/", views.incident_list, name="incident-list"),
     path("incidents/<int:pk>/", views.incident_detail, name="incident-detail"),
     path("incidents/<int:pk>/act/", views.incident_act, name="incident-act"),
+    path("retraining/", retraining_views.job_list, name="retraining-jobs"),
+    path("retraining/<int:pk>/", retraining_views.job_detail, name="retraining-job"),
+    path(
+        "retraining/<int:pk>/status/",
+        retraining_views.job_status,
+        name="retraining-job-status",
+    ),
+    path("retraining/<int:pk>/act/", retraining_views.job_act, name="retraining-job-act"),
 ]

@@ -223,6 +223,7 @@ def incident_detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "incident": incident,
             "events": incident.events.select_related("actor"),
+            "jobs": incident.retraining_jobs.select_related("produced_version").order_by("pk"),
             "can_handle": services.can_handle(access, incident.use_case),
         },
     )

@@ -952,6 +952,63 @@ class Client:
             body["profile"] = _as_dict(profile)
         return self.post(f"dataset-versions/{int(dataset_version)}/reference-profile/", body)
 
+    # -- retraining jobs (the job's side: CHARTER_URL, CHARTER_TOKEN and CHARTER_JOB are set)
+
+    def retraining_job(self, job_id: int) -> dict[str, Any]:
+        return self.get(f"retraining-jobs/{int(job_id)}/")
+
+    def post_job_progress(self, job_id: int, progress: float, message: str = "") -> dict[str, Any]:
+        """Report a retraining job's progress (0..1); only the job's own token may."""
+        body = {"progress": max(0.0, min(1.0, float(progress))), "message": message[:500]}
+        return self.post(f"retraining-jobs/{int(job_id)}/progress/", body)
+
+    def post_job_result(
+        self, job_id: int, model_version: int, summary: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Hand the model version a retraining job produced to Charter, which checks it and
+        opens its approval request; only the job's own token may."""
+        body = {"model_version": int(model_version), "summary": dict(summary or {})}
+        return self.post(f"retraining-jobs/{int(job_id)}/result/", body)
+
+    def download(self, path: str, dest: PathLike, *, chunk: int = 1 << 20) -> Path:
+        """Stream a file the portal serves (e.g. a job's dataset) to ``dest``; retried on
+        refused connections and 5xx like every call."""
+        target = Path(dest)
+        hdrs = {"User-Agent": self.user_agent, "Accept": "*/*"}
+        if self.token:
+            hdrs["Authorization"] = f"Bearer {self.token}"
+        url = self.url(path)
+        for attempt in range(self.retries + 1):
+            req = urllib.request.Request(url, headers=hdrs)  # noqa: S310
+            try:
+                with self._opener.open(req, timeout=self.timeout) as resp:
+                    tmp = target.with_name(f".{target.name}.part")
+                    with open(tmp, "wb") as fh:
+                        while block := resp.read(chunk):
+                            fh.write(block)
+                    os.replace(tmp, target)
+                    return target
+            except urllib.error.HTTPError as exc:
+                raw = exc.read()
+                exc.close()
+                if exc.code in RETRY_STATUSES and attempt < self.retries:
+                    self._sleep(self._delay(attempt, exc.headers))
+                    continue
+                raise error_for(
+                    exc.code,
+                    _parse_body(raw, exc.headers.get("Content-Type", "")),
+                    method="GET",
+                    url=url,
+                ) from None
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+                if attempt < self.retries:
+                    self._sleep(self._delay(attempt))
+                    continue
+                raise ConnectionFailed(
+                    f"cannot reach {self.origin}: {_describe(exc)}", method="GET", url=url
+                ) from exc
+        raise ConnectionFailed(f"cannot reach {self.origin}", method="GET", url=url)
+
     def emit_lineage(self, event: Any, *, idempotency_key: str | None = None) -> Any:
         """Record one OpenLineage event (a dict, or an ``openlineage-python`` event object)."""
         return self.request(
