@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("approvals", "0003_retraining"),
-        ("portal", "0004_idempotency_record"),
+        ("portal", "0005_idempotency_record"),
         ("registry", "0003_modelversion_created_index"),
         ("workers", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
