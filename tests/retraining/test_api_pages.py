@@ -110,7 +110,8 @@ def test_request_cancel_and_retry_through_the_api(
         "/api/v1/retraining-jobs/", {"model": w.model.pk, "trigger": "incident"}, format="json"
     )
     assert bad.status_code == 400 and "trigger" in bad.json()["errors"]
-    retraining.cancel(Access(user=w.owner), RetrainingJob.objects.get(pk=r.json()["id"]))
+    with django_capture_on_commit_callbacks(execute=True):  # stop the retry's process too
+        retraining.cancel(Access(user=w.owner), RetrainingJob.objects.get(pk=r.json()["id"]))
     assert "training" in api.get(url + "logs/").json()["logs"]
 
 
