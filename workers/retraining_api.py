@@ -94,6 +94,11 @@ class JobRequestSerializer(serializers.Serializer):
     executor = serializers.CharField(required=False, allow_blank=True)
     reason = serializers.CharField(required=False, allow_blank=True, default="")
     approval_environment = serializers.CharField(required=False)
+    trigger = serializers.ChoiceField(
+        choices=["person", "schedule"],
+        default="person",
+        help_text="'schedule' for a scheduler (cron, CI) asking on a timetable",
+    )
 
 
 class JobReasonSerializer(serializers.Serializer):
@@ -182,7 +187,7 @@ class RetrainingJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
         job = retraining.request_job(
             Access.for_request(request),
             model=d["model"],
-            trigger=RetrainingJob.Trigger.PERSON,
+            trigger=d["trigger"],
             base_version=d.get("base_version"),
             incident=d.get("incident"),
             spec=d.get("spec"),

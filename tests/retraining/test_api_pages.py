@@ -84,7 +84,7 @@ def test_request_cancel_and_retry_through_the_api(
     with django_capture_on_commit_callbacks(execute=True):
         r = api.post(
             "/api/v1/retraining-jobs/",
-            {"model": w.model.pk, "spec": SLEEP, "reason": "new quarter"},
+            {"model": w.model.pk, "spec": SLEEP, "reason": "new quarter", "trigger": "person"},
             format="json",
         )
     assert r.status_code == 201, r.json()
@@ -106,7 +106,12 @@ def test_request_cancel_and_retry_through_the_api(
     with django_capture_on_commit_callbacks(execute=True):
         r = api.post(url + "retry/", {}, format="json")
     assert r.status_code == 201 and r.json()["retry_of"] == job["id"]
-    retraining.cancel(Access(user=w.owner), RetrainingJob.objects.get(pk=r.json()["id"]))
+    bad = api.post(
+        "/api/v1/retraining-jobs/", {"model": w.model.pk, "trigger": "incident"}, format="json"
+    )
+    assert bad.status_code == 400 and "trigger" in bad.json()["errors"]
+    with django_capture_on_commit_callbacks(execute=True):  # stop the retry's process too
+        retraining.cancel(Access(user=w.owner), RetrainingJob.objects.get(pk=r.json()["id"]))
     assert "training" in api.get(url + "logs/").json()["logs"]
 
 
