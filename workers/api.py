@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -375,8 +376,9 @@ class _IntakeView(APIView):
     def limit(self, request: Request) -> int:
         return settings.CHARTER_TELEMETRY_MAX_BODY_BYTES
 
-    def check(self, request: Request, ref: ReferenceProfile) -> tuple[dict[str, Any], Any]:
-        raise NotImplementedError
+    # Each endpoint (telemetry rows, window profiles, labels) defines its own check of the
+    # body against the baseline: (fields for the batch row, the parsed payload), or a 400.
+    check: Callable[[Request, ReferenceProfile], tuple[dict[str, Any], Any]]
 
     def digest(self, request: Request) -> str:
         return services.digest_json(request.data)
