@@ -472,16 +472,39 @@ def downstream(access: Access, node_id: str, depth: int | None = None) -> dict[s
 IMPACT_KINDS = (NodeKind.MODEL_VERSION, NodeKind.DEPLOYMENT, NodeKind.USE_CASE)
 
 
-def impact(access: Access, node_id: str, depth: int | None = None) -> dict[str, Any]:
-    """Every model version, deployment and use case downstream, each with a shortest path."""
+def impact(
+    access: Access,
+    node_id: str,
+    depth: int | None = None,
+    *,
+    limit: int | None = None,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """Every model version, deployment and use case downstream, each with a shortest path.
+
+    Targets are ordered by distance, then node number, within each kind. ``limit`` and
+    ``offset`` page each kind's list (``None``: all of it); ``counts`` and ``total`` always
+    cover the whole reach, and ``complete`` says whether this answer lists every target.
+    """
     viewer = Viewer(access)
     start = resolve(access, node_id, viewer)
     d = _clamp(depth)
     sub = reach([start["id"]], "down", d, with_edges=False, max_nodes=MAX_IMPACT_NODES, lazy=True)
     counts, kinds = kinds_reached(sub)
     counts = {k.value: counts[k.value] for k in NodeKind if k.value in counts}
-    targets = [n for n in kinds if n != start["id"]]
-    depth_of, parent_of = sub.tree(targets)  # the BFS tree: a shortest path to each node
+    every = [n for n in kinds if n != start["id"]]
+    depth_of, parent_of = sub.tree(every)  # the BFS tree: a shortest path to each node
+    total = {k.value: 0 for k in IMPACT_KINDS}
+    for n in every:
+        total[kinds[n]] += 1
+    if limit is None and not offset:
+        targets = every
+    else:
+        by_kind: dict[str, list[int]] = {k: [] for k in IMPACT_KINDS}
+        for n in sorted(every, key=lambda t: (depth_of[t], t)):
+            by_kind[kinds[n]].append(n)
+        end = None if limit is None else offset + limit
+        targets = [n for ns in by_kind.values() for n in ns[offset:end]]
     on_paths: set[int] = set()
     for n in targets:
         while n != start["id"] and n not in on_paths:
@@ -515,6 +538,10 @@ def impact(access: Access, node_id: str, depth: int | None = None) -> dict[str, 
         "deployments": affected[NodeKind.DEPLOYMENT],
         "useCases": affected[NodeKind.USE_CASE],
         "counts": counts,
+        "total": total,
+        "offset": offset,
+        "limit": limit,
+        "complete": len(targets) == len(every),
         "truncated": sub.truncated,
     }
 

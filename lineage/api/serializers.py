@@ -83,6 +83,12 @@ class ImpactSerializer(serializers.Serializer):
     deployments = AffectedSerializer(many=True)
     useCases = AffectedSerializer(many=True)
     counts = serializers.DictField(child=serializers.IntegerField(), help_text="nodes per kind")
+    total = serializers.DictField(
+        child=serializers.IntegerField(), help_text="impact targets per kind, listed or not"
+    )
+    offset = serializers.IntegerField()
+    limit = serializers.IntegerField(allow_null=True, help_text="targets listed per kind")
+    complete = serializers.BooleanField(help_text="every target is listed in this answer")
     truncated = serializers.BooleanField()
 
 

@@ -143,6 +143,15 @@ def _depth(request: Request, default: int | None = None) -> int | None:
     return int(raw)
 
 
+def _whole(request: Request, name: str, default: int | None, high: int) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) > high:
+        raise ParamError(name, f"must be a whole number from 0 to {high}")
+    return int(raw)
+
+
 def _time(request: Request, name: str) -> datetime:
     raw = _required(request, name)
     value = parse_time(raw)
@@ -162,6 +171,15 @@ NODE_ID = OpenApiParameter(
 DEPTH = OpenApiParameter(
     "depth", int, description=f"steps to follow (default {graph.DEFAULT_DEPTH}, at most 100)"
 )
+IMPACT_LIMIT, IMPACT_MAX_LIMIT = 250, 100_000
+LIMIT = OpenApiParameter(
+    "limit",
+    int,
+    description=f"targets listed per kind (default {IMPACT_LIMIT}, at most {IMPACT_MAX_LIMIT}); "
+    "`counts` and `total` always cover the whole reach and `complete` says whether every "
+    "target is listed",
+)
+OFFSET = OpenApiParameter("offset", int, description="targets of each kind to skip (default 0)")
 EVENT_BODY = {
     "application/json": {
         "type": "object",
@@ -308,12 +326,16 @@ class ImpactView(_Query):
     @extend_schema(
         operation_id="lineage_impact",
         summary="Impact: model versions, deployments and use cases downstream, with paths",
-        parameters=[NODE_ID, DEPTH],
+        parameters=[NODE_ID, DEPTH, LIMIT, OFFSET],
         responses={200: s.ImpactSerializer, **ERRORS_READ},
     )
     def get(self, request: Request) -> Response:
         node = _required(request, "nodeId")
-        return Response(graph.impact(Access.for_request(request), node, _depth(request)))
+        depth = _depth(request)
+        limit = _whole(request, "limit", IMPACT_LIMIT, IMPACT_MAX_LIMIT)
+        offset = _whole(request, "offset", 0, 10**9) or 0
+        access = Access.for_request(request)
+        return Response(graph.impact(access, node, depth, limit=limit, offset=offset))
 
 
 class PathView(_Query):

@@ -133,6 +133,22 @@ def test_impact_finds_every_model_deployment_and_use_case_with_paths(g: G) -> No
     assert short["modelVersions"] == [] and short["counts"]["dataset_version"] == 2
 
 
+def test_impact_pages_each_kind_and_keeps_whole_totals(g: G) -> None:
+    whole = g.get("admin", "/api/v1/lineage/impact", nodeId=RAW).json()
+    assert whole["complete"] is True and whole["limit"] == 250 and whole["offset"] == 0
+    assert whole["total"] == {"model_version": 2, "deployment": 2, "use_case": 2}
+    first = g.get("admin", "/api/v1/lineage/impact", nodeId=RAW, limit=1).json()
+    second = g.get("admin", "/api/v1/lineage/impact", nodeId=RAW, limit=1, offset=1).json()
+    for kind in ("modelVersions", "deployments", "useCases"):
+        assert len(first[kind]) == len(second[kind]) == 1
+        # the two pages are disjoint and together give the whole list, paths included
+        assert first[kind] + second[kind] == whole[kind]
+    assert first["complete"] is False and first["total"] == whole["total"]
+    assert first["counts"] == whole["counts"]
+    beyond = g.get("admin", "/api/v1/lineage/impact", nodeId=RAW, offset=5).json()
+    assert beyond["modelVersions"] == [] and beyond["complete"] is False
+
+
 def test_impact_from_a_registry_dataset_version(g: G) -> None:
     data = g.get("admin", "/api/v1/lineage/impact", nodeId=g.k["dv_a"]).json()
     assert _ids(data["modelVersions"]) == {g.k["mv_a"]}
@@ -256,6 +272,8 @@ def test_node_and_event_lists_are_scoped(g: G) -> None:
         ("/api/v1/lineage", {}, "nodeId"),
         ("/api/v1/lineage/impact", {"nodeId": RAW, "depth": "-1"}, "depth"),
         ("/api/v1/lineage/upstream", {"nodeId": RAW, "depth": "deep"}, "depth"),
+        ("/api/v1/lineage/impact", {"nodeId": RAW, "limit": "many"}, "limit"),
+        ("/api/v1/lineage/impact", {"nodeId": RAW, "offset": "-3"}, "offset"),
         ("/api/v1/lineage/path", {"from": RAW}, "to"),
         ("/api/v1/lineage/production", {}, "at"),
         ("/api/v1/lineage/production", {"at": "2026-01-01"}, "at"),
