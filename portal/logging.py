@@ -24,10 +24,12 @@ import contextvars
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject, empty
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter as _LibJsonFormatter
 
 from audits import context
@@ -87,8 +89,18 @@ class ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         ctx = context.current()
-        record.request_id = getattr(record, "request_id", "") or ctx.request_id
         request = _request.get()
+        logged = getattr(record, "request", None)  # django.request's 4xx/5xx lines, after
+        if isinstance(logged, HttpRequest):  # the request's own context has closed
+            request = logged
+            for key, attr in (("method", "method"), ("path", "path")):
+                if not hasattr(record, key):
+                    setattr(record, key, getattr(logged, attr, ""))
+        record.request_id = (
+            getattr(record, "request_id", "")
+            or ctx.request_id
+            or getattr(request, "request_id", "")
+        )
         if request is not None and not hasattr(record, "user"):
             user = _username(request)
             if user:
@@ -112,8 +124,18 @@ class JsonFormatter(_LibJsonFormatter):
         kwargs.setdefault("fmt", "{levelname}{name}{message}")
         kwargs.setdefault("style", "{")
         kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
-        kwargs.setdefault("timestamp", "time")
+        # django.request passes the request object along; its id, method and path are
+        # taken from it by ContextFilter, the object itself is not for a log line.
+        kwargs.setdefault("reserved_attrs", [*RESERVED_ATTRS, "request"])
         super().__init__(*args, **kwargs)
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        log_data["time"] = datetime.fromtimestamp(record.created, UTC).isoformat(
+            timespec="milliseconds"
+        )
+        super().add_fields(log_data, record, message_dict)
 
 
 _TEXT_CONTEXT = ("request_id", "user", "task_id", "parent_request_id")
@@ -141,8 +163,8 @@ def _view_name(request: HttpRequest) -> str:
 class AccessLogMiddleware:
     """One line per request (``charter.request``): method, path, view, status, duration.
 
-    Probes, /metrics and static files log at DEBUG so that a scraper polling every few
-    seconds does not drown the log.
+    Successful probes, scrapes and static files log at DEBUG so that a scraper polling every
+    few seconds does not drown the log; their refusals and failures log like any request.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -164,10 +186,10 @@ class AccessLogMiddleware:
     def _log(self, request: HttpRequest, status: int, start: float) -> None:
         duration_ms = round((time.perf_counter() - start) * 1000, 2)
         level = logging.INFO
-        if request.path.startswith(_QUIET_PATHS):
-            level = logging.DEBUG
-        elif status >= 500:
+        if status >= 500:
             level = logging.ERROR
+        elif status < 400 and request.path.startswith(_QUIET_PATHS):
+            level = logging.DEBUG
         if not access_log.isEnabledFor(level):
             return
         extra = {
