@@ -6,4 +6,4 @@ class PortalConfig(AppConfig):
     verbose_name = "Portal"
 
     def ready(self) -> None:
-        from portal import signals  # noqa: F401  (connects login auditing)
+        from portal import metrics, signals  # noqa: F401  (login auditing; metrics' receivers)

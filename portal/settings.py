@@ -71,9 +71,14 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Probes (and /metrics with a token or from an allowed address) are answered first: no
+    # host check or HTTPS redirect, which a kubelet or a scraper on a pod IP would fail.
+    "portal.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "portal.middleware.RequestContextMiddleware",
+    "portal.metrics.RequestMetricsMiddleware",
+    "portal.logging.AccessLogMiddleware",
     "portal.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -360,10 +365,44 @@ SECURE_CSP = {
 if env_bool("SECURE_PROXY_SSL", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# Operations (docs/operations.md): probes, Prometheus metrics, structured logs.
+# Readiness checks each get this long (seconds) before they count as failed.
+CHARTER_READINESS_TIMEOUT_S = float(env_str("CHARTER_READINESS_TIMEOUT_S", "2"))
+# /metrics answers a bearer token (METRICS_TOKEN or METRICS_TOKEN_FILE), a staff user, or a
+# direct (not proxied) request from these addresses or networks; everyone else gets 403.
+METRICS_TOKEN = env_secret("METRICS_TOKEN") or ""
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+# Every process on a host (gunicorn workers, Celery workers) writes its counters here and
+# /metrics adds them up (prometheus_client multiprocess mode).
+PROMETHEUS_MULTIPROC_DIR = Path(
+    env_str("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "prometheus"))
+).resolve()
+
+# Logs: one JSON object per line (LOG_FORMAT=json, the production default) or plain text;
+# both carry the request id that the audit events of the same request carry.
+LOG_FORMAT = env_str("LOG_FORMAT", "json" if PRODUCTION else "text")
+if LOG_FORMAT not in ("json", "text"):
+    raise ConfigError(f"LOG_FORMAT={LOG_FORMAT!r} must be json or text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"context": {"()": "portal.logging.ContextFilter"}},
+    "formatters": {
+        "json": {"()": "portal.logging.JsonFormatter"},
+        "text": {"()": "portal.logging.TextFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # AccessLogMiddleware writes one line per request; Django's own server line would
+        # double it.
+        "django.server": {"level": "WARNING"},
+    },
 }

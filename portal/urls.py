@@ -14,7 +14,7 @@ from rest_framework.routers import DefaultRouter
 
 from approvals import api as approval_api
 from lineage.api import views as lineage_views
-from portal import views
+from portal import health, metrics, views
 from portal.api import views as api_views
 from registry.api.urls import router as registry_router
 from workers import api as workers_api
@@ -39,6 +39,10 @@ for prefix, viewset in [*workers_api.ROUTES, *retraining_api.ROUTES]:
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    # Operations (docs/operations.md); portal.health.ProbeMiddleware answers these first.
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("favicon.ico", RedirectView.as_view(url="/static/favicon.svg", permanent=True)),
     path("static-vendor/plotly.min.js", views.plotly_js, name="plotly-js"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
