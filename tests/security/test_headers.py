@@ -251,9 +251,7 @@ def test_login_page_and_anonymous_answers_carry_the_headers(client: Client) -> N
 
 
 @pytest.mark.django_db
-def test_production_settings_turn_on_hsts_and_secure_cookies(
-    client: Client, settings: Any
-) -> None:
+def test_production_settings_turn_on_hsts_and_secure_cookies(client: Client, settings: Any) -> None:
     settings.SECURE_HSTS_SECONDS = 31536000
     settings.SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     settings.SECURE_HSTS_PRELOAD = True
@@ -265,9 +263,7 @@ def test_production_settings_turn_on_hsts_and_secure_cookies(
     assert response.status_code == 301 and response["Location"].startswith("https://")
     response = client.get("/login/", secure=True)
     assert response.status_code == 200
-    assert (
-        response["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains; preload"
-    )
+    assert response["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains; preload"
     csrf = response.cookies["csrftoken"]
     assert csrf["secure"] and csrf["samesite"] == "Lax" and csrf["httponly"]
     from tests import factories as f
