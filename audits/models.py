@@ -26,6 +26,8 @@ class AuditEvent(models.Model):
         LOGIN = "login"
         LOGIN_FAILED = "login_failed"
         LOGOUT = "logout"
+        LOCKOUT = "lockout"  # repeated failed logins locked a username/address out
+        UNLOCK = "unlock"  # an administrator lifted a lockout early
         VIEW = "view"
         DOWNLOAD = "download"
         EXPORT = "export"

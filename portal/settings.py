@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -35,6 +36,19 @@ def _local_secret_key() -> str:
     path.write_text(key)
     path.chmod(0o600)
     return key
+
+
+def _oidc_enabled(*required: str) -> bool:
+    """SSO is on when every OIDC_* value it needs is set; a partial set is a mistake."""
+    if not any(required):
+        return False
+    if not all(required):
+        raise ConfigError(
+            "OIDC single sign-on needs OIDC_RP_CLIENT_ID, OIDC_RP_CLIENT_SECRET, "
+            "OIDC_OP_AUTHORIZATION_ENDPOINT, OIDC_OP_TOKEN_ENDPOINT, OIDC_OP_USER_ENDPOINT "
+            "(and OIDC_OP_JWKS_ENDPOINT for RS/ES signatures); only some are set"
+        )
+    return True
 
 
 SECRET_KEY = env_secret("SECRET_KEY") or ""
@@ -68,6 +82,7 @@ INSTALLED_APPS = [
     "lineage",
     "approvals",
     "workers",
+    "axes",  # login throttling and lockout (portal/security.py audits it)
 ]
 
 MIDDLEWARE = [
@@ -84,10 +99,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "portal.security.SessionExpiryMiddleware",
     "portal.idempotency.IdempotencyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into the 403 lockout page
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -122,6 +139,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out clients
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -364,6 +382,63 @@ SECURE_CSP = {
 }
 if env_bool("SECURE_PROXY_SSL", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Behind the proxy, the client's address is the last hop it appended (for lockouts).
+    AXES_IPWARE_PROXY_COUNT = env_int("CHARTER_PROXY_COUNT", 1)
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+CSRF_COOKIE_HTTPONLY = True  # nothing in the UI reads it from JavaScript (htmx posts forms)
+CSRF_COOKIE_SAMESITE = "Lax"
+# Passwords: Argon2id first (new and re-hashed passwords); the others verify existing hashes
+# and are upgraded to Argon2 at the user's next login.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+# Sessions end after SESSION_COOKIE_AGE from sign-in (absolute) or after this long without a
+# request (idle); portal/security.py SessionExpiryMiddleware enforces both server-side.
+CHARTER_SESSION_IDLE_SECONDS = env_int("CHARTER_SESSION_IDLE_SECONDS", 30 * 60)
+# Last-activity stamps are written at most this often (a session write per request is waste).
+CHARTER_SESSION_TOUCH_SECONDS = env_int("CHARTER_SESSION_TOUCH_SECONDS", 60)
+# Login throttling (django-axes): this many failures from one client for one username lock that
+# pair out for the cool-off, even with the right password; a success resets the count. Admins
+# unlock early with `manage.py unlock_login USERNAME` (audited). Lockouts are audit events.
+AXES_FAILURE_LIMIT = env_int("CHARTER_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("CHARTER_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # a lockout ends when its cool-off does
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 403
+AXES_ALLOWED_CORS_ORIGINS = CHARTER_BASE_URL  # axes' JSON lockout answer (XHR) is same-origin
+AXES_ENABLE_ADMIN = False  # unlocking goes through the audited command, not admin deletes
+AXES_VERBOSE = False
+# Single sign-on (OpenID Connect, mozilla-django-oidc): on only when the OIDC_* variables are
+# set; the login page then offers "Sign in with SSO". Passwords keep working for break-glass.
+OIDC_RP_CLIENT_ID = env_str("OIDC_RP_CLIENT_ID")
+OIDC_RP_CLIENT_SECRET = env_secret("OIDC_RP_CLIENT_SECRET") or ""
+OIDC_OP_AUTHORIZATION_ENDPOINT = env_str("OIDC_OP_AUTHORIZATION_ENDPOINT")
+OIDC_OP_TOKEN_ENDPOINT = env_str("OIDC_OP_TOKEN_ENDPOINT")
+OIDC_OP_USER_ENDPOINT = env_str("OIDC_OP_USER_ENDPOINT")
+OIDC_OP_JWKS_ENDPOINT = env_str("OIDC_OP_JWKS_ENDPOINT")
+OIDC_RP_SIGN_ALGO = env_str("OIDC_RP_SIGN_ALGO", "RS256")
+OIDC_RP_SCOPES = env_str("OIDC_RP_SCOPES", "openid email profile")
+OIDC_CREATE_USER = env_bool("OIDC_CREATE_USER", True)  # new users start with no role
+OIDC_USE_PKCE = True
+OIDC_AUTHENTICATION_CALLBACK_URL = "oidc-callback"
+OIDC_TIMEOUT = env_int("OIDC_TIMEOUT_S", 10)
+LOGIN_REDIRECT_URL_FAILURE = "/login/?sso=failed"
+CHARTER_OIDC_ENABLED = _oidc_enabled(
+    OIDC_RP_CLIENT_ID,
+    OIDC_RP_CLIENT_SECRET,
+    OIDC_OP_AUTHORIZATION_ENDPOINT,
+    OIDC_OP_TOKEN_ENDPOINT,
+    OIDC_OP_USER_ENDPOINT,
+    *([OIDC_OP_JWKS_ENDPOINT] if OIDC_RP_SIGN_ALGO.startswith(("RS", "ES")) else []),
+)
+CHARTER_OIDC_LABEL = env_str("OIDC_LOGIN_LABEL", "Sign in with SSO")
+if CHARTER_OIDC_ENABLED:
+    AUTHENTICATION_BACKENDS.append("portal.oidc.OIDCBackend")
 
 # Operations (docs/operations.md): probes, Prometheus metrics, structured logs.
 # Readiness checks each get this long (seconds) before they count as failed.
@@ -404,5 +479,6 @@ LOGGING = {
         # AccessLogMiddleware writes one line per request; Django's own server line would
         # double it.
         "django.server": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
     },
 }

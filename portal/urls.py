@@ -14,7 +14,7 @@ from rest_framework.routers import DefaultRouter
 
 from approvals import api as approval_api
 from lineage.api import views as lineage_views
-from portal import health, metrics, views
+from portal import health, metrics, security, views
 from portal.api import views as api_views
 from registry.api.urls import router as registry_router
 from workers import api as workers_api
@@ -45,7 +45,10 @@ urlpatterns = [
     path("metrics", metrics.metrics_view, name="metrics"),
     path("favicon.ico", RedirectView.as_view(url="/static/favicon.svg", permanent=True)),
     path("static-vendor/plotly.min.js", views.plotly_js, name="plotly-js"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", security.LoginView.as_view(), name="login"),
+    # Single sign-on (404 unless the OIDC_* settings are set; portal/security.py)
+    path("oidc/authenticate/", security.oidc_authenticate, name="oidc-authenticate"),
+    path("oidc/callback/", security.oidc_callback, name="oidc-callback"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("registry.urls")),
     path("access/", include("portal.access_urls")),

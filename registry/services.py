@@ -223,6 +223,18 @@ def update_dataset(access: Access, dataset: Dataset, **data: Any) -> Dataset:
     return _save_changes(access, dataset, data)
 
 
+def _check_new_file(data: dict[str, Any]) -> None:
+    """A newly uploaded dataset file must be what its name says (portal/security.py)."""
+    from django.core.files.base import File
+    from django.db.models.fields.files import FieldFile
+
+    from portal.security import check_dataset_upload
+
+    upload = data.get("file")
+    if isinstance(upload, File) and not isinstance(upload, FieldFile):
+        check_dataset_upload(upload)
+
+
 @transaction.atomic
 def create_dataset_version(
     access: Access,
@@ -232,6 +244,7 @@ def create_dataset_version(
     **data: Any,
 ) -> DatasetVersion:
     access.require_contribute(dataset.use_case)
+    _check_new_file(data)
     version = DatasetVersion(dataset=dataset, use_case=dataset.use_case)
     _set_fields(version, data)
     version.created_by = _stamp(access)
@@ -256,6 +269,7 @@ def update_dataset_version(
     **data: Any,
 ) -> DatasetVersion:
     access.require_contribute(version.use_case)
+    _check_new_file(data)
     m2m = None
     if derived_from is not None:
         parents = _require_linkable(access, derived_from, "derived_from")

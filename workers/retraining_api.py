@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -27,6 +26,7 @@ from audits.models import AuditEvent
 from audits.services import record_access
 from portal.api.schema import ERRORS_READ, ERRORS_WRITE, ErrorBody
 from portal.permissions import Access
+from portal.security import attachment
 from registry.api.fields import ScopedRelatedField
 from registry.models import Model, ModelVersion
 from workers import retraining
@@ -309,12 +309,7 @@ class RetrainingJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
                 {"detail": "This dataset version has no uploaded file.", "errors": {}}, status=404
             )
         record_access(AuditEvent.Action.DOWNLOAD, actor=request.user, obj=version, job=job.pk)
-        return FileResponse(
-            version.file.open("rb"),
-            as_attachment=True,
-            filename=version.file.name.rsplit("/", 1)[-1],
-            content_type="application/octet-stream",
-        )
+        return attachment(version.file.open("rb"), version.file.name.rsplit("/", 1)[-1])
 
 
 @extend_schema_view(

@@ -16,6 +16,7 @@ from audits.services import object_label, record, record_access
 from lineage.reports.build import build_report
 from lineage.reports.package import to_csv, to_html
 from portal.permissions import Access
+from portal.security import harden_download
 from registry.models import Deployment, ModelVersion, UseCase
 
 SUBJECTS: dict[str, type[models.Model]] = {
@@ -108,6 +109,6 @@ def download(request: HttpRequest, pk: int) -> HttpResponse:
     if job.state != ReportJob.State.DONE or not job.file:
         raise Http404("the package is not ready")
     record_access(AuditEvent.Action.DOWNLOAD, actor=request.user, obj=job, sha256=job.sha256)
-    return FileResponse(
-        job.file.open("rb"), as_attachment=True, filename=job.file.name.split("/")[-1]
+    return harden_download(
+        FileResponse(job.file.open("rb"), as_attachment=True, filename=job.file.name.split("/")[-1])
     )
