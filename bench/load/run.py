@@ -441,18 +441,12 @@ def main(argv: list[str] | None = None) -> int:
             # go to the same log and are verified all the same)
             users = min(a.users, max(8, 2 * a.workers))
             print(f"warm-up: {a.warmup} s, {users} users")
-            subprocess.run(
+            warm = spawn(
                 locust_cmd(a, host, a.warmup, users, out / "warmup"),
-                cwd=ROOT,
-                env={
-                    **load_env,
-                    "CHARTER_LOAD_RPS": str(a.rps / 4),
-                    "CHARTER_LOAD_USERS": str(users),
-                },
-                stdout=(out / "warmup.log").open("ab"),
-                stderr=subprocess.STDOUT,
-                check=False,
+                {**load_env, "CHARTER_LOAD_RPS": str(a.rps / 4), "CHARTER_LOAD_USERS": str(users)},
+                out / "warmup.log",
             )
+            warm.wait()
         sampler = Sampler(a.broker, dsn)
         sampler.start()
         profiler = None
