@@ -22,12 +22,19 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
 from portal.models import IdempotencyRecord
 
+# IdempotencyRecord's table; identifiers in double quotes work on PostgreSQL and SQLite.
+_CLAIM_SQL = (
+    'INSERT INTO "portal_idempotencyrecord" '
+    '("principal", "key", "request_sha256", "content_type", "body", "created_at") '
+    "VALUES (%s, %s, %s, '', %s, %s) "
+    'ON CONFLICT ("principal", "key") DO NOTHING RETURNING "id"'
+)
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 MAX_KEY_LENGTH = 200
 
@@ -72,12 +79,21 @@ class IdempotencyMiddleware:
         digest = hashlib.sha256(
             b"%s %s\n" % (request.method.encode(), request.get_full_path().encode()) + request.body
         ).hexdigest()
-        record = IdempotencyRecord.objects.filter(principal=principal, key=key).first()
-        if record is not None:
-            return self._repeat(request, record, digest) or self._run(
-                request, principal, key, digest
-            )
-        return self._run(request, principal, key, digest)
+        # The common case, a new key, costs one statement: the insert claims the key or finds
+        # it taken (no SELECT first, no transaction or savepoint around it).
+        claimed = _claim(principal, key, digest)
+        if claimed is None:
+            record = IdempotencyRecord.objects.filter(principal=principal, key=key).first()
+            if record is not None:
+                response = self._repeat(request, record, digest)
+                if response is not None:
+                    return response
+            claimed = _claim(principal, key, digest)  # the abandoned record is gone
+            if claimed is None:  # a concurrent request with the same key got there first
+                response = _error(409, "a request with this key is still being processed")
+                response["Retry-After"] = "1"
+                return response
+        return self._run(request, claimed)
 
     def _repeat(
         self, request: HttpRequest, record: IdempotencyRecord, digest: str
@@ -98,31 +114,34 @@ class IdempotencyMiddleware:
         record.delete()  # abandoned by a crashed worker: run the request again
         return None
 
-    def _run(self, request: HttpRequest, principal: str, key: str, digest: str) -> HttpResponse:
-        try:
-            with transaction.atomic():
-                record = IdempotencyRecord.objects.create(
-                    principal=principal, key=key, request_sha256=digest
-                )
-        except IntegrityError:  # a concurrent request with the same key got there first
-            response = _error(409, "a request with this key is still being processed")
-            response["Retry-After"] = "1"
-            return response
+    def _run(self, request: HttpRequest, record_id: int) -> HttpResponse:
         try:
             response = self.get_response(request)
         except BaseException:
-            IdempotencyRecord.objects.filter(pk=record.pk).delete()
+            IdempotencyRecord.objects.filter(pk=record_id).delete()
             raise
         if response.status_code >= 500 or getattr(response, "streaming", False):
-            IdempotencyRecord.objects.filter(pk=record.pk).delete()
+            IdempotencyRecord.objects.filter(pk=record_id).delete()
             return response
-        IdempotencyRecord.objects.filter(pk=record.pk).update(
+        IdempotencyRecord.objects.filter(pk=record_id).update(
             status_code=response.status_code,
             content_type=response.get("Content-Type", ""),
             body=response.content,
             completed_at=timezone.now(),
         )
         return response
+
+
+def _claim(principal: str, key: str, digest: str) -> int | None:
+    """Record a new key as pending; its id, or None when the caller already used the key.
+
+    ``INSERT … ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite): a taken key is not an error,
+    so no savepoint is needed around it even inside a transaction."""
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, [principal, key, digest, b"", now])
+        row = cursor.fetchone()
+    return int(row[0]) if row else None
 
 
 def purge_expired(now: object = None) -> int:

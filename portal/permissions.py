@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, Q, QuerySet
+from django.db.models.signals import m2m_changed, post_delete, post_save
 from rest_framework.filters import BaseFilterBackend
 
 if TYPE_CHECKING:
@@ -25,6 +26,27 @@ if TYPE_CHECKING:
     from registry.models import UseCase
 
 APP = "registry"
+
+
+class _Grants:
+    """Counts changes of object grants and group memberships in this process."""
+
+    generation = 0
+
+    @classmethod
+    def changed(cls, **kwargs: Any) -> None:
+        cls.generation += 1
+
+
+_grants = _Grants
+for _signal, _sender in (
+    (post_save, "registry.UseCaseUserObjectPermission"),
+    (post_delete, "registry.UseCaseUserObjectPermission"),
+    (post_save, "registry.UseCaseGroupObjectPermission"),
+    (post_delete, "registry.UseCaseGroupObjectPermission"),
+    (m2m_changed, "auth.User_groups"),
+):
+    _signal.connect(_Grants.changed, sender=_sender, weak=False)
 
 
 @dataclass
@@ -91,9 +113,17 @@ class Access:
         return scope is None or use_case_id in scope
 
     def _object_perm(self, codename: str, use_case: UseCase) -> bool:
+        """Guardian's answer (two queries), remembered for this Access, i.e. one request,
+        until a grant changes in this process (an earlier answer never outlives a grant)."""
         if not self.authenticated or not self.user.is_active:
             return False
-        return self.user.has_perm(f"{APP}.{codename}", use_case)
+        key = f"object:{codename}:{use_case.pk}"
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] == _grants.generation:
+            return cached[1]
+        allowed = self.user.has_perm(f"{APP}.{codename}", use_case)
+        self._cache[key] = (_grants.generation, allowed)
+        return allowed
 
     # -- questions --------------------------------------------------------
     def sees_everything(self) -> bool:

@@ -52,7 +52,7 @@ def iso_time(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 @register.filter
 def pct(value: Any, digits: int = 1) -> str:
-    if value is None:
+    if value is None or value == "":  # "": a missing variable (e.g. no result yet)
         return "—"
     return f"{float(value) * 100:.{digits}f}%"
 
@@ -60,7 +60,7 @@ def pct(value: Any, digits: int = 1) -> str:
 @register.filter
 def num(value: Any, digits: int = 3) -> str:
     """About ``digits`` significant figures; scientific notation for tiny or huge values."""
-    if value is None:
+    if value is None or value == "":
         return "—"
     value = float(value)
     if value == 0:
