@@ -28,6 +28,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.utils import load_backend
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.csp import build_policy
 
 Check = Callable[[float], dict[str, Any]]
 
@@ -216,12 +217,24 @@ class ProbeMiddleware:
         path = request.path_info
         if request.method in ("GET", "HEAD"):
             if path == "/healthz":
-                return healthz(request)
+                return _hardened(healthz(request))
             if path == "/readyz":
-                return readyz(request)
+                return _hardened(readyz(request))
             if path == "/metrics":
                 from portal import metrics
 
                 if metrics.allowed_without_session(request):
-                    return metrics.exposition()
+                    return _hardened(metrics.exposition())
         return self.get_response(request)
+
+
+def _hardened(response: HttpResponse) -> HttpResponse:
+    """The security headers the middleware these answers skip would have set."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", settings.X_FRAME_OPTIONS)
+    response.headers.setdefault("Referrer-Policy", settings.SECURE_REFERRER_POLICY)
+    response.headers.setdefault(
+        "Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY
+    )
+    response.headers.setdefault("Content-Security-Policy", build_policy(settings.SECURE_CSP))
+    return response
