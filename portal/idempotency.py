@@ -10,8 +10,10 @@ caller sends the same key again:
 - while the first is still running: 409, try again shortly;
 - with a different request: 422 naming ``Idempotency-Key``.
 
-Responses with a 5xx status are not kept (the retry runs afresh). A record left
-pending by a crashed worker is given up after ``CHARTER_IDEMPOTENCY_PENDING_SECONDS``.
+Responses with a 5xx status are not kept (the retry runs afresh, and what the failed
+request wrote is rolled back with it). The record, the request's writes and the stored
+response commit in one transaction; a record found pending (written by an older version)
+is given up after ``CHARTER_IDEMPOTENCY_PENDING_SECONDS``.
 Records expire after ``CHARTER_IDEMPOTENCY_TTL_HOURS`` (a Celery beat task).
 """
 
@@ -99,29 +101,39 @@ class IdempotencyMiddleware:
         return None
 
     def _run(self, request: HttpRequest, principal: str, key: str, digest: str) -> HttpResponse:
-        try:
-            with transaction.atomic():
-                record = IdempotencyRecord.objects.create(
-                    principal=principal, key=key, request_sha256=digest
-                )
-        except IntegrityError:  # a concurrent request with the same key got there first
-            response = _error(409, "a request with this key is still being processed")
-            response["Retry-After"] = "1"
-            return response
-        try:
+        # The record, the request's writes and the stored answer commit together: a request
+        # that dies half-way (its worker killed, the database restarted) leaves neither data
+        # nor a record stuck "pending", and a retry can never find the data written but the
+        # answer lost. A concurrent request with the same key waits on the record's unique
+        # index until this one commits (then replays it) or rolls back (then runs itself).
+        with transaction.atomic():
+            try:
+                with transaction.atomic():
+                    record = IdempotencyRecord.objects.create(
+                        principal=principal, key=key, request_sha256=digest
+                    )
+            except IntegrityError:  # the same key, committed meanwhile by a concurrent request
+                found = IdempotencyRecord.objects.filter(principal=principal, key=key).first()
+                if found is not None:
+                    return self._repeat(request, found, digest) or _error(
+                        409, "a request with this key is still being processed"
+                    )
+                response = _error(409, "a request with this key is still being processed")
+                response["Retry-After"] = "1"
+                return response
             response = self.get_response(request)
-        except BaseException:
-            IdempotencyRecord.objects.filter(pk=record.pk).delete()
-            raise
-        if response.status_code >= 500 or getattr(response, "streaming", False):
-            IdempotencyRecord.objects.filter(pk=record.pk).delete()
-            return response
-        IdempotencyRecord.objects.filter(pk=record.pk).update(
-            status_code=response.status_code,
-            content_type=response.get("Content-Type", ""),
-            body=response.content,
-            completed_at=timezone.now(),
-        )
+            if response.status_code >= 500:
+                transaction.set_rollback(True)  # not kept: the retry runs afresh
+                return response
+            if getattr(response, "streaming", False):
+                record.delete()
+                return response
+            IdempotencyRecord.objects.filter(pk=record.pk).update(
+                status_code=response.status_code,
+                content_type=response.get("Content-Type", ""),
+                body=response.content,
+                completed_at=timezone.now(),
+            )
         return response
 
 
