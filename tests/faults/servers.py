@@ -252,7 +252,7 @@ class PortalServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_path: str = "/login/") -> None:
-        out = open(self.log, "ab")  # noqa: SIM115 - the child keeps it open
+        out = open(self.log, "wb")  # noqa: SIM115 - the child keeps it open
         gunicorn = Path(PYTHON).with_name("gunicorn")
         self.proc = subprocess.Popen(
             [

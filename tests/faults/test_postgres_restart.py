@@ -16,7 +16,7 @@ from charter_client import CharterError, Client
 
 from tests.faults.servers import PortalServer, PrivatePostgres, charter_env, manage, run_script
 
-THREADS, WRITES = 4, 12  # each write: a model version, then an evidence item on it
+THREADS, WRITES = 4, 8  # each write: a model version, then an evidence item on it
 
 SEED = """
 from django.contrib.auth.models import Group
