@@ -16,6 +16,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from portal.keys import SigningKeyUnavailable
 from registry.services import InvalidTransition
 
 
@@ -30,6 +31,11 @@ def _django_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     from approvals.gate import GateRefused
 
+    if isinstance(exc, SigningKeyUnavailable):  # e.g. an approval that must be signed
+        return Response(
+            {"detail": f"The portal cannot sign: {exc}", "errors": {}},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
     if isinstance(exc, GateRefused):
         return Response(
             {"detail": str(exc), "errors": _django_errors(exc)}, status=status.HTTP_409_CONFLICT

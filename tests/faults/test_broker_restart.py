@@ -22,9 +22,9 @@ from portal import roles
 from portal.permissions import Access
 from portal.services import create_service_account, grant_access, issue_token
 from tests import factories as f
+from tests import worker
 from tests.faults.servers import PYTHON, ROOT, PortalServer, PrivateRedis, charter_env
 from tests.monitoring import rig
-from tests import worker
 from tests.worker import celery_worker, wait_for
 from workers.models import TelemetryBatch, WindowProfile
 

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from charter_client import CharterError, Client
 
 from tests.faults.servers import PortalServer, PrivatePostgres, charter_env, manage, run_script
@@ -74,7 +73,6 @@ def _writer(
         accepted.append({"version": mv, "evidence": ev, "sha": sha})
 
 
-@pytest.mark.worker
 def test_writes_survive_a_postgres_restart(private_pg: PrivatePostgres, log_dir: Path) -> None:
     env = charter_env(
         DATABASE_URL=private_pg.url("charter"),
