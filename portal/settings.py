@@ -149,6 +149,11 @@ WHITENOISE_USE_FINDERS = not PRODUCTION
 MEDIA_ROOT = Path(env_str("CHARTER_MEDIA_ROOT", str(VAR_DIR / "media")))
 # Archived audit segments (signed zips); keep this on storage with its own retention.
 AUDIT_ARCHIVE_DIR = Path(env_str("CHARTER_AUDIT_ARCHIVE_DIR", str(VAR_DIR / "audit-archive")))
+# Uploads: a write that fails half-way (disk full) removes its partial file (portal/storage.py).
+STORAGES = {
+    "default": {"BACKEND": "portal.storage.CleanFileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 MEDIA_URL = "/media/"  # never served directly: downloads go through permission-checked views
 
 # Request size limits: bodies over these get a 413 before any parsing.
