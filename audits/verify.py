@@ -62,6 +62,19 @@ def known_public_keys() -> dict[str, Ed25519PublicKey]:
         current = None
     if current is not None:
         found[keys.key_id(current)] = current
+    else:
+        # The private key file is missing or unreadable: its public half, registered as a
+        # portal SigningKey when it signed, still verifies the checkpoints it made. (Only in
+        # this degraded state: otherwise the keys come from outside the database, which is
+        # what checkpoints protect; the offline verifier uses the exported PEM file.)
+        from django.apps import apps
+
+        signing_key = apps.get_model("registry", "SigningKey")
+        for pem in signing_key.objects.filter(kind="portal").values_list(
+            "public_key_pem", flat=True
+        ):
+            public = keys.load_public_pem(pem)
+            found[keys.key_id(public)] = public
     for public in keys.previous_public_keys():
         found[keys.key_id(public)] = public
     return found

@@ -10,8 +10,10 @@ caller sends the same key again:
 - while the first is still running: 409, try again shortly;
 - with a different request: 422 naming ``Idempotency-Key``.
 
-Responses with a 5xx status are not kept (the retry runs afresh). A record left
-pending by a crashed worker is given up after ``CHARTER_IDEMPOTENCY_PENDING_SECONDS``.
+Responses with a 5xx status are not kept (the retry runs afresh, and what the failed
+request wrote is rolled back with it). The record, the request's writes and the stored
+response commit in one transaction; a record found pending (written by an older version)
+is given up after ``CHARTER_IDEMPOTENCY_PENDING_SECONDS``.
 Records expire after ``CHARTER_IDEMPOTENCY_TTL_HOURS`` (a Celery beat task).
 """
 
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
@@ -79,21 +81,26 @@ class IdempotencyMiddleware:
         digest = hashlib.sha256(
             b"%s %s\n" % (request.method.encode(), request.get_full_path().encode()) + request.body
         ).hexdigest()
-        # The common case, a new key, costs one statement: the insert claims the key or finds
-        # it taken (no SELECT first, no transaction or savepoint around it).
-        claimed = _claim(principal, key, digest)
-        if claimed is None:
-            record = IdempotencyRecord.objects.filter(principal=principal, key=key).first()
-            if record is not None:
-                response = self._repeat(request, record, digest)
-                if response is not None:
+        # The record, the request's writes and the stored answer commit together: a request
+        # that dies half-way (its worker killed, the database restarted) leaves neither data
+        # nor a record stuck "pending", and a retry can never find the data written but the
+        # answer lost. The claim is one statement: the insert takes the key or finds it taken;
+        # a concurrent request with the same key waits on the unique index until this one
+        # commits (then replays it) or rolls back (then runs itself).
+        with transaction.atomic():
+            claimed = _claim(principal, key, digest)
+            if claimed is None:
+                record = IdempotencyRecord.objects.filter(principal=principal, key=key).first()
+                if record is not None:
+                    response = self._repeat(request, record, digest)
+                    if response is not None:
+                        return response
+                claimed = _claim(principal, key, digest)  # the abandoned record is gone
+                if claimed is None:
+                    response = _error(409, "a request with this key is still being processed")
+                    response["Retry-After"] = "1"
                     return response
-            claimed = _claim(principal, key, digest)  # the abandoned record is gone
-            if claimed is None:  # a concurrent request with the same key got there first
-                response = _error(409, "a request with this key is still being processed")
-                response["Retry-After"] = "1"
-                return response
-        return self._run(request, claimed)
+            return self._run(request, claimed)
 
     def _repeat(
         self, request: HttpRequest, record: IdempotencyRecord, digest: str
@@ -115,12 +122,12 @@ class IdempotencyMiddleware:
         return None
 
     def _run(self, request: HttpRequest, record_id: int) -> HttpResponse:
-        try:
-            response = self.get_response(request)
-        except BaseException:
-            IdempotencyRecord.objects.filter(pk=record_id).delete()
-            raise
-        if response.status_code >= 500 or getattr(response, "streaming", False):
+        """Run the request inside the caller's transaction and store its answer."""
+        response = self.get_response(request)
+        if response.status_code >= 500:
+            transaction.set_rollback(True)  # not kept: the retry runs afresh
+            return response
+        if getattr(response, "streaming", False):
             IdempotencyRecord.objects.filter(pk=record_id).delete()
             return response
         IdempotencyRecord.objects.filter(pk=record_id).update(

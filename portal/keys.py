@@ -130,6 +130,27 @@ def portal_key() -> PortalKey:
     return PortalKey(_generate_local(path))
 
 
+SIGNING_DOWN_CONSEQUENCES = (
+    "signing (approval attestations, audit checkpoints, report packages, portal-signed "
+    "attestations) fails with 503 until it is fixed; verifying existing signatures still works"
+)
+
+
+def configured_problem() -> str | None:
+    """Why the configured portal key cannot be used, else None.
+
+    None as well in the embedded default with no key yet: that one is generated on first use.
+    """
+    configured = os.environ.get("CHARTER_SIGNING_KEY") or os.environ.get("CHARTER_SIGNING_KEY_FILE")
+    if not configured and not getattr(settings, "PRODUCTION", False):
+        return None
+    try:
+        portal_key()
+    except SigningKeyUnavailable as exc:
+        return str(exc)
+    return None
+
+
 def _load_previous(file: str) -> Ed25519PublicKey:
     try:
         data = Path(file).read_bytes()

@@ -130,6 +130,9 @@ DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'charter.sqlite3'}"),
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        # a persistent connection the server dropped (restart, failover) is replaced
+        # before a request uses it, instead of failing that request
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -169,6 +172,11 @@ WHITENOISE_USE_FINDERS = not PRODUCTION
 MEDIA_ROOT = Path(env_str("CHARTER_MEDIA_ROOT", str(VAR_DIR / "media")))
 # Archived audit segments (signed zips); keep this on storage with its own retention.
 AUDIT_ARCHIVE_DIR = Path(env_str("CHARTER_AUDIT_ARCHIVE_DIR", str(VAR_DIR / "audit-archive")))
+# Uploads: a write that fails half-way (disk full) removes its partial file (portal/storage.py).
+STORAGES = {
+    "default": {"BACKEND": "portal.storage.CleanFileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 MEDIA_URL = "/media/"  # never served directly: downloads go through permission-checked views
 
 # Request size limits: bodies over these get a 413 before any parsing.

@@ -74,3 +74,6 @@ urlpatterns = [
         name="redoc",
     ),
 ]
+
+# A lost database connection answers 503 + Retry-After instead of 500 (portal/errors.py).
+handler500 = "portal.errors.server_error"

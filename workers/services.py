@@ -476,7 +476,10 @@ def accept_batch(
             if queue:
                 from workers.tasks import fold_telemetry_batch
 
-                transaction.on_commit(lambda: fold_telemetry_batch.delay(batch.pk))
+                # robust: the batch is stored either way; if the broker is down the error is
+                # logged and the straggler sweep (Celery beat) queues the fold later, instead
+                # of the caller being told 500 about a batch that was in fact accepted
+                transaction.on_commit(lambda: fold_telemetry_batch.delay(batch.pk), robust=True)
     except IntegrityError:
         if batch.file:
             batch.file.delete(save=False)

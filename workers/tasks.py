@@ -46,11 +46,12 @@ def evaluate_closed_windows() -> int:
 
 
 @shared_task(acks_late=True)
-def fold_stragglers() -> int:
-    """Re-queue batches whose fold task was lost (Celery beat)."""
+def fold_stragglers(older_than_s: int = 120) -> int:
+    """Re-queue batches whose fold task was lost (Celery beat; an operator may pass a shorter
+    ``older_than_s`` after a broker outage)."""
     from workers.services import fold_stragglers as requeue
 
-    return requeue()
+    return requeue(older_than_s)
 
 
 @shared_task(acks_late=True)

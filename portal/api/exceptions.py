@@ -7,6 +7,8 @@ errors 409, so the client never sees a 500 for bad input.
 
 from __future__ import annotations
 
+import errno
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -16,7 +18,10 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from portal.keys import SigningKeyUnavailable
 from registry.services import InvalidTransition
+
+log = logging.getLogger(__name__)
 
 
 def _django_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
@@ -30,6 +35,22 @@ def _django_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     from approvals.gate import GateRefused
 
+    if isinstance(exc, SigningKeyUnavailable):  # e.g. an approval that must be signed
+        return Response(
+            {"detail": f"The portal cannot sign: {exc}", "errors": {}},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        log.error("upload refused, storage full: %s", exc)
+        return Response(
+            {
+                "detail": "The server's storage is full: nothing was stored. "
+                "Try again later or ask an administrator to free space.",
+                "code": "insufficient_storage",
+                "errors": {},
+            },
+            status=status.HTTP_507_INSUFFICIENT_STORAGE,
+        )
     if isinstance(exc, GateRefused):
         return Response(
             {"detail": str(exc), "errors": _django_errors(exc)}, status=status.HTTP_409_CONFLICT
