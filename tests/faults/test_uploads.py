@@ -45,14 +45,21 @@ def tiny_disk() -> Iterator[Path]:
 
 
 def _dataset_upload(world: Any, size: int) -> dict[str, Any]:
-    data = os.urandom(size)
+    """A CSV file of about ``size`` bytes (random values, so nothing compresses it away)."""
+    rows = [b"x,y\n"]
+    length = 4
+    while length < size:
+        row = b"%d,%d\n" % (int.from_bytes(os.urandom(4)), int.from_bytes(os.urandom(4)))
+        rows.append(row)
+        length += len(row)
+    data = b"".join(rows)
     upload = io.BytesIO(data)
-    upload.name = "train.bin"
+    upload.name = "train.csv"
     return {
         "dataset": world.tree["a"]["dataset"].pk,
         "version": "2025-10",
         "sha256": hashlib.sha256(data).hexdigest(),
-        "size_bytes": size,
+        "size_bytes": len(data),
         "file": upload,
     }
 
