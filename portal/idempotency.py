@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
@@ -72,12 +72,18 @@ class IdempotencyMiddleware:
         digest = hashlib.sha256(
             b"%s %s\n" % (request.method.encode(), request.get_full_path().encode()) + request.body
         ).hexdigest()
-        record = IdempotencyRecord.objects.filter(principal=principal, key=key).first()
-        if record is not None:
-            return self._repeat(request, record, digest) or self._run(
-                request, principal, key, digest
-            )
-        return self._run(request, principal, key, digest)
+        record_id = _claim(principal, key, digest)
+        if record_id is None:
+            record = IdempotencyRecord.objects.filter(principal=principal, key=key).first()
+            if record is not None:
+                answer = self._repeat(request, record, digest)
+                if answer is not None:
+                    return answer
+            # the earlier record was abandoned (deleted above) or has just expired
+            record_id = _claim(principal, key, digest)
+            if record_id is None:  # a concurrent request with the same key got there first
+                return _busy()
+        return self._run(request, record_id)
 
     def _repeat(
         self, request: HttpRequest, record: IdempotencyRecord, digest: str
@@ -92,37 +98,57 @@ class IdempotencyMiddleware:
             return response
         pending = timedelta(seconds=settings.CHARTER_IDEMPOTENCY_PENDING_SECONDS)
         if record.created_at > timezone.now() - pending:
-            response = _error(409, "a request with this key is still being processed")
-            response["Retry-After"] = "1"
-            return response
+            return _busy()
         record.delete()  # abandoned by a crashed worker: run the request again
         return None
 
-    def _run(self, request: HttpRequest, principal: str, key: str, digest: str) -> HttpResponse:
-        try:
-            with transaction.atomic():
-                record = IdempotencyRecord.objects.create(
-                    principal=principal, key=key, request_sha256=digest
-                )
-        except IntegrityError:  # a concurrent request with the same key got there first
-            response = _error(409, "a request with this key is still being processed")
-            response["Retry-After"] = "1"
-            return response
+    def _run(self, request: HttpRequest, record_id: int) -> HttpResponse:
+        records = IdempotencyRecord.objects.filter(pk=record_id)
         try:
             response = self.get_response(request)
         except BaseException:
-            IdempotencyRecord.objects.filter(pk=record.pk).delete()
+            records.delete()
             raise
         if response.status_code >= 500 or getattr(response, "streaming", False):
-            IdempotencyRecord.objects.filter(pk=record.pk).delete()
+            records.delete()
             return response
-        IdempotencyRecord.objects.filter(pk=record.pk).update(
+        records.update(
             status_code=response.status_code,
             content_type=response.get("Content-Type", ""),
             body=response.content,
             completed_at=timezone.now(),
         )
         return response
+
+
+def _busy() -> JsonResponse:
+    response = _error(409, "a request with this key is still being processed")
+    response["Retry-After"] = "1"
+    return response
+
+
+def _claim(principal: str, key: str, digest: str) -> int | None:
+    """Insert the pending record in one statement; None when the key is already taken.
+
+    ``INSERT … ON CONFLICT DO NOTHING RETURNING id`` (PostgreSQL, SQLite 3.35+) needs
+    no transaction of its own and no savepoint to survive the conflict: a first request
+    costs one statement here, a retry one more to read the stored answer.
+    """
+    qn = connection.ops.quote_name
+    meta = IdempotencyRecord._meta
+    columns = ", ".join(
+        qn(meta.get_field(name).column)
+        for name in ("principal", "key", "request_sha256", "content_type", "body", "created_at")
+    )
+    sql = (
+        f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES (%s, %s, %s, '', %s, %s) "  # noqa: S608
+        f"ON CONFLICT ({qn('principal')}, {qn('key')}) DO NOTHING RETURNING {qn('id')}"
+    )
+    with connection.cursor() as cursor:
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
+        cursor.execute(sql, [principal, key, digest, b"", now])
+        row = cursor.fetchone()
+    return int(row[0]) if row else None
 
 
 def purge_expired(now: object = None) -> int:

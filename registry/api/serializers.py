@@ -242,7 +242,8 @@ class ModelVersionSerializer(ServiceSerializer):
     create_service = services.register_model_version
     update_service = services.update_model_version
     parent_fields = ("model",)
-    model = ScopedRelatedField(queryset=Model.objects.all())
+    # with its use case: the service checks the caller's rights on it
+    model = ScopedRelatedField(queryset=Model.objects.select_related("use_case"))
     use_case = serializers.PrimaryKeyRelatedField(read_only=True)
     parent = ScopedRelatedField(
         queryset=ModelVersion.objects.all(), required=False, allow_null=True
@@ -288,6 +289,9 @@ class ModelVersionSerializer(ServiceSerializer):
             "updated_at",
         ]
         read_only_fields = ["status", "created_at", "updated_at"]
+        # (model, version) is unique: the service's full_clean checks it (the same
+        # "non_field_errors" answer), so the serializer does not query it a second time.
+        validators: list[Any] = []
 
 
 class EnvelopeField(serializers.JSONField):
