@@ -143,6 +143,7 @@ class Access:
         if self._global("view_usecase"):
             if scope is None:
                 return None
+            self._cache["visible_ids"] = sorted(scope)
             return UseCase.objects.filter(id__in=scope).values("id")
         if not self.authenticated:
             return UseCase.objects.none().values("id")
@@ -151,6 +152,7 @@ class Access:
             ids = {pk for pk, names in preloaded.items() if "view_usecase" in names}
             if scope is not None:
                 ids &= set(scope)
+            self._cache["visible_ids"] = sorted(ids)
             return UseCase.objects.filter(id__in=sorted(ids)).values("id")
         user_grants = UseCaseUserObjectPermission.objects.filter(
             user=self.user, permission__codename="view_usecase"
@@ -169,7 +171,8 @@ class Access:
         ids = self.visible_use_case_ids()
         if ids is None:
             return queryset
-        return queryset.filter(**{f"{field_name}__in": ids})
+        known = self._cache.get("visible_ids")  # the same ids, as values: cheaper to compile
+        return queryset.filter(**{f"{field_name}__in": ids if known is None else known})
 
     def can_view(self, use_case: UseCase | int) -> bool:
         """``use_case`` may be the object or its id (no need to load it)."""
