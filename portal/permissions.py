@@ -236,9 +236,14 @@ def preload_annotations(user_column: str) -> dict[str, Any]:
     permission queries of its own. The SQL is written once per process (Django would
     spend milliseconds building and compiling these subqueries on every request).
     """
+    from django.contrib.contenttypes.models import ContentType
     from django.db.models.expressions import RawSQL
 
-    sql, content_type_id = _preload_sql()
+    from registry.models import UseCase
+
+    sql = _preload_sql()
+    # Django's own per-process cache (cleared when content types are recreated)
+    content_type_id = ContentType.objects.get_for_model(UseCase).pk
     params = {"grants_own": (content_type_id,), "grants_groups": (content_type_id,)}
     return {
         name: RawSQL(text.replace("{user}", user_column), params.get(name, ()))  # noqa: S611
@@ -247,17 +252,13 @@ def preload_annotations(user_column: str) -> dict[str, Any]:
 
 
 @functools.cache
-def _preload_sql() -> tuple[dict[str, str], int]:
+def _preload_sql() -> dict[str, str]:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group, Permission
     from django.contrib.contenttypes.models import ContentType
     from django.db import connection
 
-    from registry.models import (
-        UseCase,
-        UseCaseGroupObjectPermission,
-        UseCaseUserObjectPermission,
-    )
+    from registry.models import UseCaseGroupObjectPermission, UseCaseUserObjectPermission
 
     qn = connection.ops.quote_name
 
@@ -309,7 +310,7 @@ def _preload_sql() -> tuple[dict[str, str], int]:
             f"WHERE m.{ug_user} = {{user}} AND p.{p_ct} = %s)"
         ),
     }
-    return sql, ContentType.objects.get_for_model(UseCase).pk
+    return sql
 
 
 def preload_user(user: Any, row: Any) -> None:

@@ -137,17 +137,6 @@ def _full_clean(obj: models.Model) -> None:
         raise ValidationError(errors)
 
 
-def _known_related(obj: models.Model, name: str, items: Iterable[models.Model]) -> None:
-    """Tell ``obj.<name>`` what it holds, so reading it back (the API's answer) costs no
-    query. Any later add/remove on the relation drops this, as with prefetched rows."""
-    queryset = getattr(obj, name).all()
-    queryset._result_cache = list(items)
-    queryset._prefetch_done = True
-    if not hasattr(obj, "_prefetched_objects_cache"):
-        obj._prefetched_objects_cache = {}
-    obj._prefetched_objects_cache[name] = queryset
-
-
 def _link_new(obj: models.Model, name: str, items: list[models.Model]) -> None:
     """``obj.<name>.add(*items)`` for an object created in this transaction.
 
@@ -161,9 +150,13 @@ def _link_new(obj: models.Model, name: str, items: list[models.Model]) -> None:
     from django.db import router
     from django.db.models.signals import m2m_changed
 
-    field = obj._meta.get_field(name)
-    through = field.remote_field.through  # type: ignore[union-attr]
-    source, target = field.m2m_field_name(), field.m2m_reverse_field_name()  # type: ignore[union-attr]
+    field: Any = obj._meta.get_field(name)
+    through = field.remote_field.through
+    if field.remote_field.symmetrical or not through._meta.auto_created:
+        getattr(obj, name).add(*items)  # rows both ways, or a through model's own fields
+        return
+    source = through._meta.get_field(field.m2m_field_name()).attname
+    target = through._meta.get_field(field.m2m_reverse_field_name()).attname
     db = router.db_for_write(through, instance=obj)
     pk_set = {item.pk for item in items}
     signal = {
@@ -176,7 +169,7 @@ def _link_new(obj: models.Model, name: str, items: list[models.Model]) -> None:
     }
     m2m_changed.send(action="pre_add", **signal)
     through._default_manager.using(db).bulk_create(
-        [through(**{f"{source}_id": obj.pk, f"{target}_id": pk}) for pk in sorted(pk_set)]
+        [through(**{source: obj.pk, target: pk}) for pk in sorted(pk_set)]
     )
     m2m_changed.send(action="post_add", **signal)
 
@@ -199,7 +192,6 @@ def _save_new[M: models.Model](
             unique = list({item.pk: item for item in items}.values())
             _link_new(obj, name, unique)
             changes["after"][name] = sorted(item.pk for item in unique)
-            _known_related(obj, name, unique)
     finally:
         delattr(obj, CREATING)
     record(AuditEvent.Action.CREATE, actor=access.actor, obj=obj, changes=changes)
@@ -433,11 +425,7 @@ def register_model_version(
         ),
         "test_datasets": _require_linkable(access, test_datasets, "test_datasets"),
     }
-    _save_new(access, version, m2m)
-    # A version registered just now has no artifacts or evidence yet.
-    _known_related(version, "artifacts", ())
-    _known_related(version, "evidence", ())
-    return version
+    return _save_new(access, version, m2m)
 
 
 @transaction.atomic

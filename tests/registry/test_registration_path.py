@@ -91,13 +91,19 @@ def test_statement_budget_and_what_is_no_longer_asked(world: Any, pipeline: Any)
 def test_answer_matches_what_was_stored(world: Any, pipeline: Any) -> None:
     dv = world.tree["a"]["dataset_version"]
     extra = f.dataset_version(world.tree["a"]["dataset"])
-    data = body(world, "3.0", validation_datasets=[extra.pk, extra.pk], test_datasets=[])
+    other = f.dataset_version(f.dataset(world.uc_a, name="aaa-first-by-name"))
+    data = body(
+        world,
+        "3.0",
+        validation_datasets=[extra.pk, extra.pk],
+        test_datasets=[dv.pk, extra.pk, other.pk],
+    )
     response = post(pipeline["client"], data)
     assert response.status_code == 201, response.content
     created = response.json()
     assert created["training_datasets"] == [dv.pk]
     assert created["validation_datasets"] == [extra.pk]
-    assert created["test_datasets"] == []
+    assert created["test_datasets"] == [other.pk, extra.pk, dv.pk]  # the model's ordering
     assert created["artifacts"] == [] and created["evidence"] == []
     assert created["registered_by"] == "pipeline-bot"
     assert created["use_case"] == world.uc_a.pk
@@ -115,11 +121,11 @@ def test_answer_matches_what_was_stored(world: Any, pipeline: Any) -> None:
     after = events.get().changes["after"]
     assert after["training_datasets"] == [dv.pk]
     assert after["validation_datasets"] == [extra.pk]
-    assert after["test_datasets"] == []
+    assert after["test_datasets"] == sorted([dv.pk, extra.pk, other.pk])
     # lineage edges into the new version, one per link
     node = LineageNode.objects.get(kind="model_version", object_id=version.pk)
     kinds = sorted(LineageEdge.objects.filter(dst=node).values_list("kind", flat=True))
-    assert kinds == ["trained_on", "validated_on"]
+    assert kinds == ["tested_on"] * 3 + ["trained_on", "validated_on"]
 
 
 def test_retry_with_the_same_key_answers_and_creates_nothing(world: Any, pipeline: Any) -> None:
