@@ -236,15 +236,13 @@ def preload_annotations(user_column: str) -> dict[str, Any]:
     permission queries of its own. The SQL is written once per process (Django would
     spend milliseconds building and compiling these subqueries on every request).
     """
-    from django.contrib.contenttypes.models import ContentType
     from django.db.models.expressions import RawSQL
 
     from registry.models import UseCase
 
     sql = _preload_sql()
-    # Django's own per-process cache (cleared when content types are recreated)
-    content_type_id = ContentType.objects.get_for_model(UseCase).pk
-    params = {"grants_own": (content_type_id,), "grants_groups": (content_type_id,)}
+    use_case = (UseCase._meta.app_label, UseCase._meta.model_name)
+    params = {"grants_own": use_case, "grants_groups": use_case}
     return {
         name: RawSQL(text.replace("{user}", user_column), params.get(name, ()))  # noqa: S611
         for name, text in sql.items()
@@ -288,6 +286,10 @@ def _preload_sql() -> dict[str, str]:
     own, grouped = UseCaseUserObjectPermission, UseCaseGroupObjectPermission
     name = f"ct.{ct_app} || '.' || p.{p_code}"
     grant = f"o.{column(own, 'content_object')}::text || ':' || p.{p_code}"
+    ct_model = column(ContentType, "model")
+    of_use_case = (
+        f"JOIN {ct} ct ON ct.{ct_id} = p.{p_ct} AND ct.{ct_app} = %s AND ct.{ct_model} = %s"
+    )
     sql = {
         "perms_own": (
             f"ARRAY(SELECT {name} FROM {perm} p JOIN {ct} ct ON ct.{ct_id} = p.{p_ct} "  # noqa: S608
@@ -300,14 +302,14 @@ def _preload_sql() -> dict[str, str]:
         ),
         "grants_own": (
             f"ARRAY(SELECT {grant} FROM {table(own)} o "  # noqa: S608
-            f"JOIN {perm} p ON p.{p_id} = o.{column(own, 'permission')} "
-            f"WHERE o.{column(own, 'user')} = {{user}} AND p.{p_ct} = %s)"
+            f"JOIN {perm} p ON p.{p_id} = o.{column(own, 'permission')} {of_use_case} "
+            f"WHERE o.{column(own, 'user')} = {{user}})"
         ),
         "grants_groups": (
             f"ARRAY(SELECT {grant} FROM {table(grouped)} o "  # noqa: S608
-            f"JOIN {perm} p ON p.{p_id} = o.{column(grouped, 'permission')} "
+            f"JOIN {perm} p ON p.{p_id} = o.{column(grouped, 'permission')} {of_use_case} "
             f"JOIN {ug} m ON m.{ug_group} = o.{column(grouped, 'group')} "
-            f"WHERE m.{ug_user} = {{user}} AND p.{p_ct} = %s)"
+            f"WHERE m.{ug_user} = {{user}})"
         ),
     }
     return sql
@@ -360,16 +362,17 @@ def _load_model_perms(user: Any) -> None:
 def _object_codenames(user: Any, use_case_id: int) -> frozenset[str]:
     """The codenames granted to ``user`` on one use case, directly or through a group
     (guardian's direct foreign-key tables, as guardian's own checker reads them)."""
-    from django.contrib.contenttypes.models import ContentType
-
     from registry.models import (
         UseCase,
         UseCaseGroupObjectPermission,
         UseCaseUserObjectPermission,
     )
 
-    content_type = ContentType.objects.get_for_model(UseCase)  # cached per process
-    common = {"content_object_id": use_case_id, "permission__content_type": content_type}
+    common = {
+        "content_object_id": use_case_id,
+        "permission__content_type__app_label": UseCase._meta.app_label,
+        "permission__content_type__model": UseCase._meta.model_name,
+    }
     own = UseCaseUserObjectPermission.objects.filter(user=user, **common)
     grouped = UseCaseGroupObjectPermission.objects.filter(group__user=user, **common)
     names = own.values_list("permission__codename", flat=True).union(
