@@ -8,6 +8,7 @@ from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import Signal
 
 from registry.models import Artifact, Attestation, Evidence, ModelVersion
+from registry.services import CREATING
 
 #: Sent inside the deciding transaction when a request is approved, rejected or withdrawn
 #: (``request=`` the ApprovalRequest). Other apps act on their own requests with it (a
@@ -48,8 +49,11 @@ def _on_attestation(sender: Any, instance: Attestation, **kwargs: Any) -> None:
 
 
 def _on_datasets(sender: Any, instance: Any, action: str, **kwargs: Any) -> None:
-    if action.startswith("post_") and isinstance(instance, ModelVersion):
-        _void(instance.pk, "the model version's datasets changed")
+    if not action.startswith("post_") or not isinstance(instance, ModelVersion):
+        return
+    if getattr(instance, CREATING, False):
+        return  # being registered in this transaction: nothing can have approved it yet
+    _void(instance.pk, "the model version's datasets changed")
 
 
 post_save.connect(_on_version, sender=ModelVersion, dispatch_uid="approvals-void-version")

@@ -23,7 +23,14 @@ noise hits them alike (after ``--warmup`` untimed calls each), ``--n`` calls of:
 - ``mlflow.MlflowClient().create_model_version(name, "runs:/<run>/model", run_id=…)``
   against the MLflow server (its default client, which waits until the version is READY).
 
-Prints p50/p95/mean per measurement and writes ``var/bench/registration.json``.
+Prints p50/p95/mean per measurement and writes ``var/bench/registration.json``, with the
+SQL statements one Charter registration issues (counted in this process through the same
+URL, token and ``Idempotency-Key``; transaction BEGIN/COMMIT not counted).
+
+Fairness: both servers run 2 worker processes. MLflow's client keeps its HTTP connection
+open (``requests.Session``); Charter's client opens one per call (``urllib``), and
+gunicorn's sync workers close it after each answer, so Charter's figure includes a
+loopback TCP connect per call.
 """
 
 from __future__ import annotations
@@ -229,7 +236,38 @@ def main() -> None:
     out = VAR / "registration.json"
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(json.dumps(results["summary"], indent=1))
+    print(f"Charter statements per registration: {results['charter_statements_per_registration']}")
     print(f"written to {out}")
+
+
+def count_statements(fixture: dict[str, Any]) -> int:
+    """SQL statements one registration issues, in this process through the real URL
+    with the service account's token and an ``Idempotency-Key`` (as the client sends)."""
+    from django.db import connection
+    from django.test import Client as DjangoClient
+    from django.test.utils import CaptureQueriesContext, override_settings
+
+    body = {
+        "model": fixture["model"],
+        "version": f"{fixture['run']}-count",
+        "metrics": {"auc": 0.91, "accuracy": 0.84},
+        "parameters": {"lr": 0.1, "epochs": 20},
+        "training_datasets": [fixture["dataset_version"]],
+        "code_commit": "9fceb02",
+        "intended_use": "Registration benchmark.",
+    }
+    client = DjangoClient()
+    with override_settings(ALLOWED_HOSTS=["testserver"]), CaptureQueriesContext(connection) as ctx:
+        response = client.post(
+            "/api/v1/model-versions/",
+            json.dumps(body),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {fixture['token']}",
+            HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex,
+        )
+    if response.status_code != 201:
+        raise SystemExit(f"in-process registration failed: {response.status_code}")
+    return sum(1 for q in ctx.captured_queries if q["sql"] not in ("BEGIN", "COMMIT"))
 
 
 def measure(args: Any, fixture: dict[str, Any], charter_port: int, mlflow_port: int) -> Any:
@@ -322,6 +360,7 @@ def measure(args: Any, fixture: dict[str, Any], charter_port: int, mlflow_port: 
         },
         "n": args.n,
         "summary": {name: summary(values) for name, values in samples.items()},
+        "charter_statements_per_registration": count_statements(fixture),
     }
 
 

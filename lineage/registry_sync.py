@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.db.models import Q
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.utils import timezone
 
@@ -122,6 +123,49 @@ def link(src: Any, dst: Any, kind: str) -> None:
         LineageEdge.objects.create(src_id=s, dst_id=d, kind=kind, source="registry")
 
 
+def link_many(
+    instance: Any, model: Any, pks: Iterable[int], kind: str, *, instance_is_src: bool
+) -> None:
+    """Live edges between ``instance`` and each ``model`` row in ``pks`` (one direction),
+    as :func:`link` makes them, in three statements whatever the number of rows (nodes,
+    live edges, insert) when their nodes exist; missing nodes are created first."""
+    pks = set(pks)
+    if not pks:
+        return
+    own_kind, other_kind = _kind_of(instance), _kind_of_model(model)
+    nodes = {
+        (k, object_id): node_id
+        for k, object_id, node_id in LineageNode.objects.filter(
+            Q(kind=other_kind, object_id__in=pks) | Q(kind=own_kind, object_id=instance.pk)
+        ).values_list("kind", "object_id", "id")
+    }
+    if (own_kind, instance.pk) not in nodes:
+        nodes[own_kind, instance.pk] = upsert_node(instance).pk
+    missing = [pk for pk in pks if (other_kind, pk) not in nodes]
+    for other in model.objects.filter(pk__in=missing) if missing else ():
+        nodes[other_kind, other.pk] = upsert_node(other).pk
+    own = nodes[own_kind, instance.pk]
+    pairs = {
+        (own, node_id) if instance_is_src else (node_id, own)
+        for (k, object_id), node_id in nodes.items()
+        if k == other_kind and object_id in pks
+    }
+    live = set(
+        LineageEdge.objects.filter(
+            kind=kind,
+            removed_at=None,
+            src_id__in={s for s, _ in pairs},
+            dst_id__in={d for _, d in pairs},
+        ).values_list("src_id", "dst_id")
+    )
+    new = [
+        LineageEdge(src_id=s, dst_id=d, kind=kind, source="registry")
+        for s, d in sorted(pairs - live)
+    ]
+    if new:
+        LineageEdge.objects.bulk_create(new)
+
+
 def unlink(*, kind: str, src: Any = None, dst: Any = None, keep_src: Any = None) -> None:
     """End live edges of ``kind`` from ``src`` and/or into ``dst`` (except from ``keep_src``)."""
     edges = LineageEdge.objects.filter(kind=kind, removed_at=None)
@@ -135,10 +179,14 @@ def unlink(*, kind: str, src: Any = None, dst: Any = None, keep_src: Any = None)
 
 
 def _kind_of(obj: Any) -> str:
+    return _kind_of_model(type(obj))
+
+
+def _kind_of_model(cls: type) -> str:
     for kind, model in _registry_models().items():
-        if isinstance(obj, model):
+        if issubclass(cls, model):
             return kind
-    raise TypeError(type(obj).__name__)
+    raise TypeError(cls.__name__)
 
 
 # ---------------------------------------------------------------- handlers
@@ -186,9 +234,7 @@ def _m2m_handler(kind: str, upstream_is_target: bool) -> Any:
         # ``reverse``: called on the other side (e.g. dataset_version.trained_model_versions).
         instance_upstream = reverse == upstream_is_target
         if action == "post_add":
-            for other in model.objects.filter(pk__in=pk_set or ()):
-                src, dst = (instance, other) if instance_upstream else (other, instance)
-                link(src, dst, kind)
+            link_many(instance, model, pk_set or (), kind, instance_is_src=instance_upstream)
         elif action == "post_remove":
             for other in model.objects.filter(pk__in=pk_set or ()):
                 src, dst = (instance, other) if instance_upstream else (other, instance)

@@ -2,16 +2,51 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
+from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from audits import context
+from portal import permissions
 from portal.models import TOKEN_PREFIX, ApiToken
+
+
+def _tokens() -> QuerySet[ApiToken]:
+    """Tokens with their user; on PostgreSQL also the token's use-case scope
+    (``scope_ids``) and the user's permissions and use-case grants (array subqueries,
+    see ``portal.permissions.preload_annotations``), so that a request reads its
+    token, scope and rights in one statement. Nothing is cached between requests: a
+    revoked token, grant or role counts from the next request on."""
+    queryset = ApiToken.objects.select_related("user")
+    if connection.vendor != "postgresql":
+        return queryset  # scope and rights are read when first needed (portal.permissions)
+    return queryset.annotate(**_annotations())
+
+
+@functools.cache
+def _annotations() -> dict[str, Any]:
+    """Written once per process: building and compiling ORM subqueries would cost more
+    CPU on every request than the statement itself."""
+    from django.db.models.expressions import RawSQL
+
+    qn = connection.ops.quote_name
+    token = qn(ApiToken._meta.db_table)
+    field = ApiToken._meta.get_field("use_cases")
+    link = field.remote_field.through
+    scope = (
+        f"ARRAY(SELECT l.{qn(link._meta.get_field(field.m2m_reverse_field_name()).column)} "  # noqa: S608
+        f"FROM {qn(link._meta.db_table)} l "
+        f"WHERE l.{qn(link._meta.get_field(field.m2m_field_name()).column)} = {token}.{qn('id')})"
+    )
+    user = f"{token}.{qn(ApiToken._meta.get_field('user').column)}"
+    return {"scope_ids": RawSQL(scope, ()), **permissions.preload_annotations(user)}  # noqa: S611
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -34,7 +69,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         pieces = raw.split("_", 2)  # the secret itself may contain "_"
         if len(pieces) != 3 or pieces[0] != TOKEN_PREFIX:
             raise exceptions.AuthenticationFailed("Malformed API token.")
-        token = ApiToken.objects.select_related("user").filter(prefix=pieces[1]).first()
+        token = _tokens().filter(prefix=pieces[1]).first()
         if token is None or not token.matches(raw):
             raise exceptions.AuthenticationFailed("Invalid API token.")
         if token.revoked_at is not None:
@@ -49,6 +84,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             # Bookkeeping only, not a governance change: not audited.
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
             token.last_used_at = now
+        permissions.preload_user(token.user, token)
         context.update(token_id=token.pk)
         return token.user, token
 

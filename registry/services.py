@@ -87,15 +87,113 @@ def _set_fields(obj: models.Model, values: dict[str, Any]) -> None:
         setattr(obj, name, value)
 
 
+def _loaded_relations(obj: models.Model) -> set[str]:
+    """Foreign keys of ``obj`` that point at an object already read from the database.
+
+    Their existence check in ``full_clean`` (one query each) would only re-read a row
+    this request holds; the database's own foreign-key constraint still guards the
+    insert against a row deleted meanwhile.
+    """
+    names = set()
+    for f in obj._meta.concrete_fields:
+        if not f.many_to_one or not f.is_cached(obj):
+            continue
+        target = f.get_cached_value(obj)
+        if (
+            target is not None
+            and not target._state.adding
+            and target.pk is not None
+            and getattr(obj, f.attname) == target.pk
+            and not f.get_limit_choices_to()
+        ):
+            names.add(f.name)
+    return names
+
+
+def _full_clean(obj: models.Model) -> None:
+    """``full_clean`` without re-reading foreign keys already loaded (see above).
+
+    Field validation, ``clean()``, unique checks and constraints run as in Django's
+    ``Model.full_clean``; only the skipped foreign keys' existence queries are saved.
+    """
+    from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+
+    errors: dict[str, Any] = {}
+    try:
+        obj.clean_fields(exclude=_loaded_relations(obj))
+    except ValidationError as e:
+        errors = e.update_error_dict(errors)
+    try:
+        obj.clean()
+    except ValidationError as e:
+        errors = e.update_error_dict(errors)
+    failed = {name for name in errors if name != NON_FIELD_ERRORS}
+    for check in (obj.validate_unique, obj.validate_constraints):
+        try:
+            check(exclude=set(failed))
+        except ValidationError as e:
+            errors = e.update_error_dict(errors)
+    if errors:
+        raise ValidationError(errors)
+
+
+def _link_new(obj: models.Model, name: str, items: list[models.Model]) -> None:
+    """``obj.<name>.add(*items)`` for an object created in this transaction.
+
+    What ``add`` does (the ``m2m_changed`` pre_add/post_add signals with the same
+    arguments, so lineage edges and other receivers follow; the through rows), less
+    its query for rows already linked: a new object has none, and ``set()`` would
+    also read and diff them.
+    """
+    if not items:
+        return
+    from django.db import router
+    from django.db.models.signals import m2m_changed
+
+    field: Any = obj._meta.get_field(name)
+    through = field.remote_field.through
+    if field.remote_field.symmetrical or not through._meta.auto_created:
+        getattr(obj, name).add(*items)  # rows both ways, or a through model's own fields
+        return
+    source = through._meta.get_field(field.m2m_field_name()).attname
+    target = through._meta.get_field(field.m2m_reverse_field_name()).attname
+    db = router.db_for_write(through, instance=obj)
+    pk_set = {item.pk for item in items}
+    signal = {
+        "sender": through,
+        "instance": obj,
+        "reverse": False,
+        "model": field.related_model,
+        "pk_set": pk_set,
+        "using": db,
+    }
+    m2m_changed.send(action="pre_add", **signal)
+    through._default_manager.using(db).bulk_create(
+        [through(**{source: obj.pk, target: pk}) for pk in sorted(pk_set)]
+    )
+    m2m_changed.send(action="post_add", **signal)
+
+
+#: Set on an object while ``_save_new`` links its many-to-many relations: signal
+#: handlers that look for what an *existing* object affects (approvals to void) may
+#: skip a row that did not exist before this transaction.
+CREATING = "_charter_creating"
+
+
 def _save_new[M: models.Model](
     access: Access, obj: M, m2m: dict[str, Iterable[models.Model]] | None = None
 ) -> M:
-    obj.full_clean()
+    _full_clean(obj)
     obj.save()
     changes: dict[str, Any] = {"after": snapshot(obj)}
-    for name, items in (m2m or {}).items():
-        getattr(obj, name).set(list(items))
-        changes["after"][name] = _m2m_ids(obj, name)
+    setattr(obj, CREATING, True)
+    try:
+        for name, items in (m2m or {}).items():
+            unique = list({item.pk: item for item in items}.values())
+            _link_new(obj, name, unique)
+            changes["after"][name] = sorted(item.pk for item in unique)
+    finally:
+        delattr(obj, CREATING)
     record(AuditEvent.Action.CREATE, actor=access.actor, obj=obj, changes=changes)
     return obj
 
@@ -157,7 +255,7 @@ def _require_linkable(access: Access, items: Iterable[models.Model], field: str)
 
     items = list(items)
     for item in items:
-        if not access.can_view(item.use_case):  # type: ignore[attr-defined]
+        if not access.can_view(item.use_case_id):  # type: ignore[attr-defined]
             raise ValidationError({field: f"unknown object {item.pk}"})
     return items
 

@@ -31,6 +31,17 @@ def _access(serializer: serializers.Serializer) -> Access:
     return Access.for_request(serializer.context["request"])
 
 
+def _known_related(obj: Any, name: str, items: Any) -> None:
+    """Tell ``obj.<name>`` what it holds, as ``prefetch_related`` would, so serializing
+    it costs no query (any add/remove through the relation drops this again)."""
+    queryset = getattr(obj, name).all()
+    queryset._result_cache = list({item.pk: item for item in items}.values())
+    queryset._prefetch_done = True
+    if not hasattr(obj, "_prefetched_objects_cache"):
+        obj._prefetched_objects_cache = {}
+    obj._prefetched_objects_cache[name] = queryset
+
+
 class Brief(serializers.Serializer):
     id = serializers.IntegerField()
     display = serializers.CharField()
@@ -242,19 +253,20 @@ class ModelVersionSerializer(ServiceSerializer):
     create_service = services.register_model_version
     update_service = services.update_model_version
     parent_fields = ("model",)
-    model = ScopedRelatedField(queryset=Model.objects.all())
+    # with its use case: the service checks the caller's rights on it
+    model = ScopedRelatedField(queryset=Model.objects.select_related("use_case"))
     use_case = serializers.PrimaryKeyRelatedField(read_only=True)
     parent = ScopedRelatedField(
         queryset=ModelVersion.objects.all(), required=False, allow_null=True
     )
     training_datasets = ScopedRelatedField(
-        queryset=DatasetVersion.objects.all(), many=True, required=False
+        queryset=DatasetVersion.objects.select_related("dataset"), many=True, required=False
     )
     validation_datasets = ScopedRelatedField(
-        queryset=DatasetVersion.objects.all(), many=True, required=False
+        queryset=DatasetVersion.objects.select_related("dataset"), many=True, required=False
     )
     test_datasets = ScopedRelatedField(
-        queryset=DatasetVersion.objects.all(), many=True, required=False
+        queryset=DatasetVersion.objects.select_related("dataset"), many=True, required=False
     )
     registered_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     display = serializers.CharField(source="__str__", read_only=True)
@@ -288,6 +300,23 @@ class ModelVersionSerializer(ServiceSerializer):
             "updated_at",
         ]
         read_only_fields = ["status", "created_at", "updated_at"]
+        # (model, version) is unique: the service's full_clean checks it (the same
+        # "non_field_errors" answer), so the serializer does not query it a second time.
+        validators: list[Any] = []
+
+    def create(self, validated_data: dict[str, Any]) -> Any:
+        version = super().create(validated_data)
+        # The answer needs no reads: a version registered just now links exactly the
+        # datasets it was given and has no artifacts or evidence yet. (Only this
+        # response's instance is primed; the service returns a plain one.)
+        for role in services.DATASET_ROLES:
+            linked = list(validated_data.get(role) or ())
+            linked.sort(key=lambda d: d.created_at, reverse=True)  # DatasetVersion's ordering:
+            linked.sort(key=lambda d: d.dataset.name)  # by dataset name, newest first
+            _known_related(version, role, linked)
+        _known_related(version, "artifacts", ())
+        _known_related(version, "evidence", ())
+        return version
 
 
 class EnvelopeField(serializers.JSONField):
