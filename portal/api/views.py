@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from portal import services, webhooks
 from portal.api.schema import ERRORS_READ, ERRORS_WRITE
 from portal.api.serializers import (
+    ApiTokenCreatedSerializer,
     ApiTokenSerializer,
     GrantSerializer,
     RevokeSerializer,
@@ -46,7 +47,9 @@ class ApiTokenViewSet(
         return self.queryset.filter(user=self.request.user)
 
     @extend_schema(
-        responses={201: ApiTokenSerializer, **ERRORS_WRITE}, summary="Issue a token for yourself"
+        request=ApiTokenSerializer,
+        responses={201: ApiTokenCreatedSerializer, **ERRORS_WRITE},
+        summary="Issue a token for yourself",
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         body = self.get_serializer(data=request.data)

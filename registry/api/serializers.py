@@ -87,7 +87,9 @@ class UseCaseSerializer(ServiceSerializer):
     update_service = services.update_use_case
     business_owner = UsernameField()
     technical_owner = UsernameField()
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = UseCase
@@ -136,7 +138,9 @@ class DatasetVersionSerializer(ServiceSerializer):
     derived_from = ScopedRelatedField(
         queryset=DatasetVersion.objects.all(), many=True, required=False
     )
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     display = serializers.CharField(source="__str__", read_only=True)
 
     class Meta:
@@ -256,7 +260,9 @@ class ModelVersionSerializer(ServiceSerializer):
     test_datasets = ScopedRelatedField(
         queryset=DatasetVersion.objects.all(), many=True, required=False
     )
-    registered_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    registered_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     display = serializers.CharField(source="__str__", read_only=True)
     artifacts = ArtifactSignatureSerializer(many=True, read_only=True)
     evidence = EvidenceSignatureSerializer(many=True, read_only=True)
@@ -319,7 +325,9 @@ class EvidenceSerializer(SignatureStatusMixin, ServiceSerializer):
     model_version = ScopedRelatedField(
         queryset=ModelVersion.objects.all(), required=False, allow_null=True
     )
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     envelope = EnvelopeField()
 
     class Meta:
@@ -355,7 +363,9 @@ class ArtifactSerializer(SignatureStatusMixin, ServiceSerializer):
     parent_fields = ("model_version",)
     model_version = ScopedRelatedField(queryset=ModelVersion.objects.all())
     use_case = serializers.PrimaryKeyRelatedField(read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     envelope = EnvelopeField()
 
     class Meta:
@@ -391,7 +401,9 @@ class DeploymentSerializer(ServiceSerializer):
     replaces = ScopedRelatedField(
         queryset=Deployment.objects.all(), required=False, allow_null=True
     )
-    released_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    released_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     released_at = serializers.DateTimeField(required=False)
 
     class Meta:
@@ -427,9 +439,13 @@ class SigningKeySerializer(serializers.ModelSerializer):
     public_key_pem = serializers.CharField(
         max_length=10_000, trim_whitespace=True, help_text="Ed25519 public key, PEM"
     )
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    revoked_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    revoked_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     revoked = serializers.SerializerMethodField()
 
     class Meta:
@@ -479,7 +495,9 @@ class RevokeKeySerializer(serializers.Serializer):
 class AttestationSerializer(serializers.ModelSerializer):
     signer_key_id = serializers.CharField(source="signer_key.key_id", read_only=True, default="")
     signer = serializers.SerializerMethodField()
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Attestation
