@@ -253,6 +253,7 @@ SPECTACULAR_SETTINGS = {
         "SigningKeyKindEnum": "registry.models.SigningKey.Kind",
         "AttestationVerdictEnum": "registry.models.Attestation.Verdict",
         "DecisionVerdictEnum": "approvals.models.Decision.Verdict",
+        "ModelVersionStatusEnum": "registry.models.ModelVersion.Status",
     },
 }
 

@@ -189,6 +189,8 @@ class MonitoringConfigSerializer(serializers.ModelSerializer):
             "window_seconds": {"required": False},
             "drift_config": {"required": False},
             "classification_threshold": {"required": False},
+            # null while the deployment runs on the defaults (never configured)
+            "updated_at": {"allow_null": True},
         }
 
 

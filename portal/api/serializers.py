@@ -88,11 +88,6 @@ class WebhookSubscriptionSerializer(serializers.ModelSerializer):
     created_by = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
-    secret = serializers.CharField(
-        source="shown_secret",
-        read_only=True,
-        help_text="HMAC key of the X-Charter-Signature header; in the create response only",
-    )
 
     class Meta:
         model = WebhookSubscription
@@ -106,9 +101,21 @@ class WebhookSubscriptionSerializer(serializers.ModelSerializer):
             "created_by",
             "created_at",
             "updated_at",
-            "secret",
         ]
         read_only_fields = ["created_at", "updated_at"]
+
+
+class WebhookSubscriptionCreatedSerializer(WebhookSubscriptionSerializer):
+    """The create response: the signing secret, which is shown this once and never again."""
+
+    secret = serializers.CharField(
+        source="shown_secret",
+        read_only=True,
+        help_text="HMAC key of the X-Charter-Signature header; in the create response only",
+    )
+
+    class Meta(WebhookSubscriptionSerializer.Meta):
+        fields = [*WebhookSubscriptionSerializer.Meta.fields, "secret"]
 
 
 class WebhookUpdateSerializer(serializers.Serializer):

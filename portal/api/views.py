@@ -18,6 +18,7 @@ from portal.api.serializers import (
     GrantSerializer,
     RevokeSerializer,
     WebhookDeliverySerializer,
+    WebhookSubscriptionCreatedSerializer,
     WebhookSubscriptionSerializer,
     WebhookUpdateSerializer,
 )
@@ -110,7 +111,8 @@ class GrantView(APIView):
     ),
     create=extend_schema(
         summary="Subscribe a URL to events (the response carries the signing secret, once)",
-        responses={201: WebhookSubscriptionSerializer, **ERRORS_WRITE},
+        request=WebhookSubscriptionSerializer,
+        responses={201: WebhookSubscriptionCreatedSerializer, **ERRORS_WRITE},
     ),
     partial_update=extend_schema(
         summary="Change a subscription's name, URL, events or active flag",
@@ -151,7 +153,10 @@ class WebhookViewSet(
             Access.for_request(request), **body.validated_data
         )
         sub.shown_secret = secret  # type: ignore[attr-defined]
-        return Response(self.get_serializer(sub).data, status=status.HTTP_201_CREATED)
+        return Response(
+            WebhookSubscriptionCreatedSerializer(sub, context=self.get_serializer_context()).data,
+            status=status.HTTP_201_CREATED,
+        )
 
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         sub = self.get_object()

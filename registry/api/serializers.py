@@ -434,7 +434,9 @@ class SigningKeySerializer(serializers.ModelSerializer):
     """A registered public key. Upload a PEM; the owner is the caller."""
 
     kind = serializers.ChoiceField(
-        choices=[SigningKey.Kind.PERSON, SigningKey.Kind.PIPELINE], default=SigningKey.Kind.PERSON
+        choices=SigningKey.Kind.choices,
+        default=SigningKey.Kind.PERSON,
+        help_text="person or pipeline when registering; portal keys are the portal's own",
     )
     public_key_pem = serializers.CharField(
         max_length=10_000, trim_whitespace=True, help_text="Ed25519 public key, PEM"
@@ -447,6 +449,13 @@ class SigningKeySerializer(serializers.ModelSerializer):
         slug_field="username", read_only=True, allow_null=True
     )
     revoked = serializers.SerializerMethodField()
+
+    def validate_kind(self, value: str) -> str:
+        if value == SigningKey.Kind.PORTAL:
+            raise serializers.ValidationError(
+                "portal keys are registered by the portal itself; use person or pipeline"
+            )
+        return value
 
     class Meta:
         model = SigningKey

@@ -65,7 +65,8 @@ class AttestationsMixin:
         responses={200: s.AttestationSerializer(many=True), 201: s.AttestationSerializer},
         summary="List this object's attestations, or attach a DSSE envelope (verified on receipt)",
     )
-    @action(detail=True, methods=["get", "post"])
+    # The list is one object's attestations, whole: not paginated (nor in the schema).
+    @action(detail=True, methods=["get", "post"], pagination_class=None)
     def attestations(self, request: Request, pk: str | None = None) -> Response:
         target = self.get_object()  # type: ignore[attr-defined]
         if request.method == "GET":
@@ -190,6 +191,12 @@ class ModelViewSet(CreateReadUpdate):
     ordering_fields = ["name", "created_at"]
 
 
+@extend_schema_view(  # the list answers in its own, shorter form
+    list=extend_schema(
+        summary="List the model versions you may see",
+        responses={200: s.ModelVersionListSerializer(many=True), **ERRORS_READ},
+    )
+)
 @_documented("model versions", "model version", s.ModelVersionSerializer)
 class ModelVersionViewSet(TransitionMixin, CreateReadUpdate):
     _ids_only = DatasetVersion.objects.only("id")
