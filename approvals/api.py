@@ -126,7 +126,10 @@ class NotificationSerializer(serializers.ModelSerializer):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Approval requests you may see", responses={401: ERRORS_READ[401]}),
+    list=extend_schema(
+        summary="Approval requests you may see",
+        responses={200: ApprovalRequestSerializer(many=True), 401: ERRORS_READ[401]},
+    ),
     retrieve=extend_schema(
         summary="One approval request", responses={200: ApprovalRequestSerializer, **ERRORS_READ}
     ),

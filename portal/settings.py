@@ -256,7 +256,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "portal.api.pagination.Pagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "portal.api.schema.CharterAutoSchema",
     "EXCEPTION_HANDLER": "portal.api.exceptions.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
@@ -284,6 +284,7 @@ SPECTACULAR_SETTINGS = {
         "SigningKeyKindEnum": "registry.models.SigningKey.Kind",
         "AttestationVerdictEnum": "registry.models.Attestation.Verdict",
         "DecisionVerdictEnum": "approvals.models.Decision.Verdict",
+        "ModelVersionStatusEnum": "registry.models.ModelVersion.Status",
     },
 }
 

@@ -27,6 +27,9 @@ REDOC_CSP = {
     "img-src": [CSP.SELF, "data:", "https://cdn.redoc.ly"],  # its "Redocly" footer logo
 }
 
+# Unknown URLs under /api/ answer in the API's JSON error shape (portal/api/exceptions.py).
+handler404 = "portal.api.exceptions.not_found"
+
 api = DefaultRouter(trailing_slash=True)
 api.registry.extend(registry_router.registry)
 api.register("tokens", api_views.ApiTokenViewSet)

@@ -55,7 +55,9 @@ class TelemetryJSONParser(parsers.JSONParser):
 
 
 class ReferenceProfileSerializer(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = ReferenceProfile
@@ -98,7 +100,9 @@ class ReferenceProfileInput(serializers.Serializer):
 
 
 class BatchSerializer(serializers.ModelSerializer):
-    submitted_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    submitted_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = TelemetryBatch
@@ -166,7 +170,9 @@ class DriftResultSerializer(serializers.ModelSerializer):
 
 
 class MonitoringConfigSerializer(serializers.ModelSerializer):
-    updated_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    updated_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = MonitoringConfig
@@ -183,12 +189,16 @@ class MonitoringConfigSerializer(serializers.ModelSerializer):
             "window_seconds": {"required": False},
             "drift_config": {"required": False},
             "classification_threshold": {"required": False},
+            # null while the deployment runs on the defaults (never configured)
+            "updated_at": {"allow_null": True},
         }
 
 
 class AlertRuleSerializer(serializers.ModelSerializer):
     deployment = ScopedRelatedField(queryset=Deployment.objects.all())
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = AlertRule
@@ -227,7 +237,7 @@ class AlertRuleSerializer(serializers.ModelSerializer):
 
 
 class IncidentEventSerializer(serializers.ModelSerializer):
-    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = IncidentEvent
@@ -236,9 +246,11 @@ class IncidentEventSerializer(serializers.ModelSerializer):
 
 class IncidentSerializer(serializers.ModelSerializer):
     deployment = ScopedRelatedField(queryset=Deployment.objects.all())
-    opened_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    closed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    opened_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    acknowledged_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    closed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     events = IncidentEventSerializer(many=True, read_only=True)
 
     class Meta:

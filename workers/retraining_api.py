@@ -34,7 +34,9 @@ from workers.models import Incident, RetrainingJob, RetrainingTemplate
 
 
 class RetrainingJobSerializer(serializers.ModelSerializer):
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    requested_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     dataset_versions = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     percent = serializers.IntegerField(read_only=True)
     url = serializers.SerializerMethodField()

@@ -161,7 +161,9 @@ class LineageEventSerializer(serializers.ModelSerializer):
     kind = serializers.CharField(
         read_only=True, help_text=", ".join(k.value for k in LineageEvent.Kind)
     )
-    received_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    received_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = LineageEvent

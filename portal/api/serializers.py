@@ -22,7 +22,6 @@ class ApiTokenSerializer(serializers.ModelSerializer):
     user = serializers.SlugRelatedField(slug_field="username", read_only=True)
     use_cases = ScopedRelatedField(queryset=UseCase.objects.all(), many=True, required=False)
     state = serializers.CharField(read_only=True)
-    token = serializers.CharField(read_only=True, help_text="Shown once, at creation only")
 
     class Meta:
         model = ApiToken
@@ -38,10 +37,18 @@ class ApiTokenSerializer(serializers.ModelSerializer):
             "last_used_at",
             "state",
             "created_at",
-            "token",
         ]
         read_only_fields = ["prefix", "revoked_at", "revoked_reason", "last_used_at", "created_at"]
         extra_kwargs = {"expires_at": {"required": False}}
+
+
+class ApiTokenCreatedSerializer(ApiTokenSerializer):
+    """The create response: the token itself, which is shown this once and never again."""
+
+    token = serializers.CharField(read_only=True, help_text="Shown once, at creation only")
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = [*ApiTokenSerializer.Meta.fields, "token"]
 
 
 class RevokeSerializer(serializers.Serializer):
@@ -78,11 +85,8 @@ class WebhookSubscriptionSerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="Only this use case's events; null: every use case (administrators only)",
     )
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    secret = serializers.CharField(
-        source="shown_secret",
-        read_only=True,
-        help_text="HMAC key of the X-Charter-Signature header; in the create response only",
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
     )
 
     class Meta:
@@ -97,9 +101,21 @@ class WebhookSubscriptionSerializer(serializers.ModelSerializer):
             "created_by",
             "created_at",
             "updated_at",
-            "secret",
         ]
         read_only_fields = ["created_at", "updated_at"]
+
+
+class WebhookSubscriptionCreatedSerializer(WebhookSubscriptionSerializer):
+    """The create response: the signing secret, which is shown this once and never again."""
+
+    secret = serializers.CharField(
+        source="shown_secret",
+        read_only=True,
+        help_text="HMAC key of the X-Charter-Signature header; in the create response only",
+    )
+
+    class Meta(WebhookSubscriptionSerializer.Meta):
+        fields = [*WebhookSubscriptionSerializer.Meta.fields, "secret"]
 
 
 class WebhookUpdateSerializer(serializers.Serializer):

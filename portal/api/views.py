@@ -13,10 +13,12 @@ from rest_framework.views import APIView
 from portal import services, webhooks
 from portal.api.schema import ERRORS_READ, ERRORS_WRITE
 from portal.api.serializers import (
+    ApiTokenCreatedSerializer,
     ApiTokenSerializer,
     GrantSerializer,
     RevokeSerializer,
     WebhookDeliverySerializer,
+    WebhookSubscriptionCreatedSerializer,
     WebhookSubscriptionSerializer,
     WebhookUpdateSerializer,
 )
@@ -46,7 +48,9 @@ class ApiTokenViewSet(
         return self.queryset.filter(user=self.request.user)
 
     @extend_schema(
-        responses={201: ApiTokenSerializer, **ERRORS_WRITE}, summary="Issue a token for yourself"
+        request=ApiTokenSerializer,
+        responses={201: ApiTokenCreatedSerializer, **ERRORS_WRITE},
+        summary="Issue a token for yourself",
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         body = self.get_serializer(data=request.data)
@@ -107,7 +111,8 @@ class GrantView(APIView):
     ),
     create=extend_schema(
         summary="Subscribe a URL to events (the response carries the signing secret, once)",
-        responses={201: WebhookSubscriptionSerializer, **ERRORS_WRITE},
+        request=WebhookSubscriptionSerializer,
+        responses={201: WebhookSubscriptionCreatedSerializer, **ERRORS_WRITE},
     ),
     partial_update=extend_schema(
         summary="Change a subscription's name, URL, events or active flag",
@@ -148,7 +153,10 @@ class WebhookViewSet(
             Access.for_request(request), **body.validated_data
         )
         sub.shown_secret = secret  # type: ignore[attr-defined]
-        return Response(self.get_serializer(sub).data, status=status.HTTP_201_CREATED)
+        return Response(
+            WebhookSubscriptionCreatedSerializer(sub, context=self.get_serializer_context()).data,
+            status=status.HTTP_201_CREATED,
+        )
 
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         sub = self.get_object()

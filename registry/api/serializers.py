@@ -98,7 +98,9 @@ class UseCaseSerializer(ServiceSerializer):
     update_service = services.update_use_case
     business_owner = UsernameField()
     technical_owner = UsernameField()
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = UseCase
@@ -147,7 +149,9 @@ class DatasetVersionSerializer(ServiceSerializer):
     derived_from = ScopedRelatedField(
         queryset=DatasetVersion.objects.all(), many=True, required=False
     )
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     display = serializers.CharField(source="__str__", read_only=True)
 
     class Meta:
@@ -268,7 +272,9 @@ class ModelVersionSerializer(ServiceSerializer):
     test_datasets = ScopedRelatedField(
         queryset=DatasetVersion.objects.select_related("dataset"), many=True, required=False
     )
-    registered_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    registered_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     display = serializers.CharField(source="__str__", read_only=True)
     artifacts = ArtifactSignatureSerializer(many=True, read_only=True)
     evidence = EvidenceSignatureSerializer(many=True, read_only=True)
@@ -348,7 +354,9 @@ class EvidenceSerializer(SignatureStatusMixin, ServiceSerializer):
     model_version = ScopedRelatedField(
         queryset=ModelVersion.objects.all(), required=False, allow_null=True
     )
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     envelope = EnvelopeField()
 
     class Meta:
@@ -384,7 +392,9 @@ class ArtifactSerializer(SignatureStatusMixin, ServiceSerializer):
     parent_fields = ("model_version",)
     model_version = ScopedRelatedField(queryset=ModelVersion.objects.all())
     use_case = serializers.PrimaryKeyRelatedField(read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     envelope = EnvelopeField()
 
     class Meta:
@@ -420,7 +430,9 @@ class DeploymentSerializer(ServiceSerializer):
     replaces = ScopedRelatedField(
         queryset=Deployment.objects.all(), required=False, allow_null=True
     )
-    released_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    released_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     released_at = serializers.DateTimeField(required=False)
 
     class Meta:
@@ -451,15 +463,28 @@ class SigningKeySerializer(serializers.ModelSerializer):
     """A registered public key. Upload a PEM; the owner is the caller."""
 
     kind = serializers.ChoiceField(
-        choices=[SigningKey.Kind.PERSON, SigningKey.Kind.PIPELINE], default=SigningKey.Kind.PERSON
+        choices=SigningKey.Kind.choices,
+        default=SigningKey.Kind.PERSON,
+        help_text="person or pipeline when registering; portal keys are the portal's own",
     )
     public_key_pem = serializers.CharField(
         max_length=10_000, trim_whitespace=True, help_text="Ed25519 public key, PEM"
     )
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    revoked_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    revoked_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     revoked = serializers.SerializerMethodField()
+
+    def validate_kind(self, value: str) -> str:
+        if value == SigningKey.Kind.PORTAL:
+            raise serializers.ValidationError(
+                "portal keys are registered by the portal itself; use person or pipeline"
+            )
+        return value
 
     class Meta:
         model = SigningKey
@@ -508,7 +533,9 @@ class RevokeKeySerializer(serializers.Serializer):
 class AttestationSerializer(serializers.ModelSerializer):
     signer_key_id = serializers.CharField(source="signer_key.key_id", read_only=True, default="")
     signer = serializers.SerializerMethodField()
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Attestation

@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from audits.models import AuditEvent
 from audits.services import record_access
 from portal import keys as portal_keys
-from portal.api.schema import ERRORS_READ, ERRORS_WRITE
+from portal.api.schema import ERRORS_READ, ERRORS_WRITE, ErrorBody, SingleObjectSchema
 from portal.permissions import Access
 from registry import filters, services, signing
 from registry.api import serializers as s
@@ -65,7 +65,8 @@ class AttestationsMixin:
         responses={200: s.AttestationSerializer(many=True), 201: s.AttestationSerializer},
         summary="List this object's attestations, or attach a DSSE envelope (verified on receipt)",
     )
-    @action(detail=True, methods=["get", "post"])
+    # The list is one object's attestations, whole: not paginated (nor in the schema).
+    @action(detail=True, methods=["get", "post"], pagination_class=None)
     def attestations(self, request: Request, pk: str | None = None) -> Response:
         target = self.get_object()  # type: ignore[attr-defined]
         if request.method == "GET":
@@ -190,6 +191,12 @@ class ModelViewSet(CreateReadUpdate):
     ordering_fields = ["name", "created_at"]
 
 
+@extend_schema_view(  # the list answers in its own, shorter form
+    list=extend_schema(
+        summary="List the model versions you may see",
+        responses={200: s.ModelVersionListSerializer(many=True), **ERRORS_READ},
+    )
+)
 @_documented("model versions", "model version", s.ModelVersionSerializer)
 class ModelVersionViewSet(TransitionMixin, CreateReadUpdate):
     _ids_only = DatasetVersion.objects.only("id")
@@ -243,7 +250,7 @@ class ArtifactViewSet(AccessLoggedRetrieveMixin, AttestationsMixin, CreateRead):
         request=s.PortalSignSerializer,
         responses={
             201: s.AttestationSerializer,
-            503: OpenApiResponse(description="The portal has no signing key"),
+            503: OpenApiResponse(ErrorBody, description="The portal has no signing key"),
             **ERRORS_WRITE,
         },
         summary="Have the portal sign an in-toto statement over this artifact for you",
@@ -406,8 +413,13 @@ class AttestationViewSet(viewsets.ReadOnlyModelViewSet):
 class PortalKeyViewSet(viewsets.ViewSet):
     """``GET /api/v1/portal-key/``: the portal's current public key (and retired ones)."""
 
+    schema = SingleObjectSchema()  # ``list`` answers with one object
+
     @extend_schema(
-        responses={200: s.PortalKeySerializer, 503: OpenApiResponse(description="No key")},
+        responses={
+            200: s.PortalKeySerializer,
+            503: OpenApiResponse(ErrorBody, description="The portal has no signing key"),
+        },
         summary="The portal's current public key (PEM) and key id",
     )
     def list(self, request: Request) -> Response:
