@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from django.core.signals import request_finished, request_started
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 from django.test import override_settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
@@ -35,6 +35,8 @@ def fuzz_world(django_db_setup: Any, django_db_blocker: Any) -> Iterator[seeding
     request_finished.disconnect(close_old_connections)
     try:
         with django_db_blocker.unblock(), override_settings(PASSWORD_HASHERS=FAST_HASHER):
+            name = connection.settings_dict["NAME"]
+            assert name.startswith("test_"), f"refusing to seed the non-test database {name}"
             outer = transaction.atomic()
             outer.__enter__()
             try:

@@ -74,6 +74,10 @@ def _config(*, coverage: bool) -> SchemathesisConfig:
     )
 
 
+# The marker makes pytest-django create the test database (it sets up only the databases
+# that collected tests ask for; the module-scoped seed alone would not ask).
+pytestmark = pytest.mark.django_db
+
 APP = get_wsgi_application()
 deep_schema = schemathesis.openapi.from_wsgi("/api/schema/", APP, config=_config(coverage=True))
 light_schema = schemathesis.openapi.from_wsgi("/api/schema/", APP, config=_config(coverage=False))
