@@ -104,8 +104,12 @@ def write_json(
     figures: list[dict[str, Any]],
     params: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    skipped: dict[str, str] | None = None,
 ) -> None:
-    """Write the result file named by ``--json`` (no-op without it)."""
+    """Write the result file named by ``--json`` (no-op without it).
+
+    ``skipped`` names the parts that did not run, with why (shown beside the figures).
+    """
     path: Path | None = getattr(args, "json_path", None)
     if path is None:
         return
@@ -120,6 +124,7 @@ def write_json(
         "python": platform.python_version(),
         "database": os.environ.get("BENCH_DATABASE_NAME"),
         "figures": figures,
+        "skipped": skipped or {},
         "extra": extra or {},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
