@@ -138,7 +138,13 @@ def load_figures(data: Any, prefix: str = "") -> list[dict[str, Any]]:
 
 
 def run_one(
-    bench: Bench, mode: str, work: Path, run_id: str, keep: bool, timeout: float
+    bench: Bench,
+    mode: str,
+    work: Path,
+    run_id: str,
+    keep: bool,
+    timeout: float,
+    extra_args: list[str] | None = None,
 ) -> dict[str, Any]:
     script = BENCH / bench.script
     if not script.exists():
@@ -160,6 +166,7 @@ def run_one(
     cmd = [sys.executable, str(script)]
     if mode == "short":
         cmd.append("--short")
+    cmd += extra_args or []
     foreign = bench.name == "load"  # written by another hand: --json only if it says so
     if not foreign or "--json" in help_text(script):
         cmd += ["--json", str(json_path)]
@@ -279,7 +286,9 @@ def render(results: dict[str, Any]) -> str:
             if mode == "short"
             else " — full mode: the sizes the issues ask for."
         ),
-        f"- **Date**: {results['date']} (the suite took {results['wall_seconds'] / 60:.0f} min)",
+        f"- **Date**: {results['date']} (the suite took {results['wall_seconds'] / 60:.0f} min"
+        + ("" if results.get("complete", True) else "; interrupted: benches not listed did not run")
+        + ")",
         f"- **Machine**: {m['nproc']} CPUs (nproc), {m.get('cpu', 'unknown CPU')}, "
         f"{m.get('ram_gib', '?')} GiB RAM; {m['os']}; Python {m['python']}; "
         f"PostgreSQL {m['postgresql']} on localhost.",
@@ -400,6 +409,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="results JSON (bench/results/<date>-<mode>.json)")
     parser.add_argument("--results-md", type=Path, help="Markdown to regenerate")
     parser.add_argument("--render", type=Path, help="only re-render this results JSON")
+    parser.add_argument(
+        "--args",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help='more options for one bench, e.g. --args "retraining=--skip slurm" (repeatable)',
+    )
     parser.add_argument("--keep-databases", action="store_true")
     parser.add_argument("--timeout", type=float, help="seconds per bench (short 900, full 7200)")
     args = parser.parse_args(argv)
@@ -416,6 +432,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in BY_NAME]
     if unknown:
         parser.error(f"--only: unknown bench {', '.join(unknown)} (known: {', '.join(BY_NAME)})")
+    extra: dict[str, list[str]] = {}
+    for item in args.args:
+        name, _, rest = item.partition("=")
+        if name not in BY_NAME:
+            parser.error(f"--args: unknown bench {name!r}")
+        extra.setdefault(name, []).extend(shlex.split(rest))
     date = time.strftime("%Y-%m-%d")
     out = args.out or BENCH / "results" / f"{date}-{mode}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -434,18 +456,20 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "benches": {},
     }
-    t0 = time.time()
-    for name in names:
-        results["benches"][name] = run_one(
-            BY_NAME[name], mode, work, run_id, args.keep_databases, timeout
-        )
-    results["wall_seconds"] = round(time.time() - t0, 1)
-    results["load_average_end"] = round(os.getloadavg()[0], 1)
     try:
         results["results_file"] = str(out.resolve().relative_to(ROOT))
     except ValueError:
         results["results_file"] = str(out)
-    out.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    t0 = time.time()
+    for name in names:
+        results["benches"][name] = run_one(
+            BY_NAME[name], mode, work, run_id, args.keep_databases, timeout, extra.get(name)
+        )
+        # saved after every bench, so an interrupted run keeps what it measured
+        results["complete"] = len(results["benches"]) == len(names)
+        results["wall_seconds"] = round(time.time() - t0, 1)
+        results["load_average_end"] = round(os.getloadavg()[0], 1)
+        out.write_text(json.dumps(results, indent=1, default=str) + "\n")
     print(f"results: {out}")
     target = args.results_md or (BENCH / "RESULTS.md" if not args.only else None)
     if target is not None:
