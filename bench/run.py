@@ -14,7 +14,8 @@ the end, ``bench/notes/history.md`` (figures from earlier runs, not regenerated)
 
 ``bench/RESULTS.md`` is rewritten when the whole suite ran (no ``--only``) or when
 ``--results-md`` names it; ``--render`` re-renders a results file without running anything.
-The load test (``bench/load/run.py``) is one more entry, noted as skipped when it is not there.
+The load test (``bench/load/run.py``) is one more entry: it manages its own database and writes
+its own result file (``--result``), read here as figures; it is noted as skipped when absent.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ BENCHES = [
         "Pipeline registration (issue 8)",
         env={"BENCH_MLFLOW_DATABASE": "mlflow_bench"},
     ),
-    Bench("load", "load/run.py", "Load test (issue 9)"),
+    # manages its own database (charter_load_<timestamp>, dropped by it) and writes --result
+    Bench("load", "load/run.py", "Load test (issue 9)", uses_db=False),
 ]
 BY_NAME = {b.name: b for b in BENCHES}
 
@@ -123,18 +125,77 @@ def drop_database(name: str) -> None:
 # ----------------------------------------------------------------- running
 
 
-def load_figures(data: Any, prefix: str = "") -> list[dict[str, Any]]:
-    """Numbers of a result file in another shape, as figures without targets."""
+def load_test_result(data: dict[str, Any]) -> dict[str, Any]:
+    """bench/load/run.py's result file as figures beside its targets."""
     from _common import figure
 
-    out: list[dict[str, Any]] = []
-    if isinstance(data, dict):
-        for key, value in data.items():
-            out += load_figures(value, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(data, int | float) and not isinstance(data, bool):
-        unit = next((u for u in ("ms", "s", "per_s", "rps") if prefix.endswith(u)), "")
-        out.append(figure(prefix, data, unit))
-    return out
+    total, target = data.get("total") or {}, data.get("target") or {}
+    rps_target, p95_target = target.get("rps"), target.get("p95_ms")
+    config = data.get("config") or {}
+    figures = []
+    if total:
+        figures += [
+            figure(
+                f"throughput, {config.get('users')} locust users, {data.get('load_s')} s",
+                total["rps"],
+                "req/s",
+                target=f"≥ {rps_target} req/s" if rps_target else None,
+                ok=total["rps"] >= rps_target if rps_target else None,
+                note=f"{total['requests']:,} requests",
+            ),
+            figure(
+                "all requests, p95",
+                total["p95_ms"],
+                "ms",
+                target=f"< {p95_target} ms" if p95_target else None,
+                ok=total["p95_ms"] < p95_target if p95_target else None,
+                note=f"p50 {total['p50_ms']:.0f} ms, p99 {total['p99_ms']:.0f} ms",
+            ),
+            figure(
+                "error rate", 100 * total["error_rate"], "%", note=f"{total['failures']} failed"
+            ),
+        ]
+    verification = data.get("verification") or {}
+    if verification:
+        figures.append(
+            figure(
+                "accepted writes present exactly once, nothing else written",
+                1 if verification.get("ok") else 0,
+                "(1 = yes)",
+                target="yes",
+                ok=bool(verification.get("ok")),
+                note="; ".join(verification.get("failures") or []) or None,
+            )
+        )
+    if "audit_chain" in data:
+        figures.append(
+            figure(
+                "audit chain verifies after the load",
+                1 if data["audit_chain"].get("ok") else 0,
+                "(1 = yes)",
+                target="yes",
+                ok=bool(data["audit_chain"].get("ok")),
+            )
+        )
+    drain = (data.get("celery") or {}).get("drain_s")
+    if drain is not None:
+        figures.append(figure("Celery backlog drained after the load", drain, "s"))
+    for name, e in sorted((data.get("endpoints") or {}).items(), key=lambda kv: -kv[1]["rps"]):
+        figures.append(
+            figure(
+                f"{name}, p95",
+                e["p95_ms"],
+                "ms",
+                note=f"{e['rps']:.1f} req/s, p50 {e['p50_ms']:.0f} ms, "
+                f"errors {100 * e['error_rate']:.2f}%",
+            )
+        )
+    return {
+        "bench": "load",
+        "params": config,
+        "figures": figures,
+        "extra": {"machine": data.get("machine"), "date": data.get("date")},
+    }
 
 
 def run_one(
@@ -167,8 +228,10 @@ def run_one(
     if mode == "short":
         cmd.append("--short")
     cmd += extra_args or []
-    foreign = bench.name == "load"  # written by another hand: --json only if it says so
-    if not foreign or "--json" in help_text(script):
+    foreign = bench.name == "load"  # its own result format, written by --result
+    if foreign:
+        cmd += ["--result", str(work / "load-result.json")]
+    else:
         cmd += ["--json", str(json_path)]
     shown = " ".join(
         [".venv/bin/python", str(script.relative_to(ROOT))]
@@ -197,15 +260,8 @@ def run_one(
     result: dict[str, Any] = {}
     if json_path.exists():
         result = json.loads(json_path.read_text())
-    elif foreign:
-        found = sorted(
-            (p for p in (BENCH / "load").rglob("*.json") if p.stat().st_mtime >= t0),
-            key=lambda p: p.stat().st_mtime,
-        )
-        if found:
-            data = json.loads(found[-1].read_text())
-            result = data if "figures" in data else {"figures": load_figures(data)}
-            result.setdefault("extra", {})["source"] = str(found[-1].relative_to(ROOT))
+    elif foreign and (work / "load-result.json").exists():
+        result = load_test_result(json.loads((work / "load-result.json").read_text()))
     if status == "ok" and not result:
         status, note = "failed", "no JSON result written"
     log_tail = log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""
@@ -222,19 +278,6 @@ def run_one(
         "databases_dropped": not keep,
         "log_tail": log_tail if status != "ok" else "",
     }
-
-
-def help_text(script: Path) -> str:
-    try:
-        return subprocess.run(
-            [sys.executable, str(script), "--help"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        ).stdout
-    except subprocess.TimeoutExpired:
-        return ""
 
 
 # ----------------------------------------------------------------- rendering
