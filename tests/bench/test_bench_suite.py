@@ -156,3 +156,31 @@ def test_figure_verdicts() -> None:
     f = figure("a", 50, "events/s", peer="raw", peer_value=200)
     assert f["verdict"] == "info" and f["ratio"] == 0.25 and f["ratio_text"] == "0.25×"
     assert f["peer_unit"] == "events/s"
+
+
+def test_load_test_result_becomes_figures_beside_its_targets() -> None:
+    run = load_run()
+    total = {"requests": 9000, "failures": 3, "error_rate": 0.00033, "rps": 280.0,
+             "p50_ms": 40.0, "p95_ms": 120.0, "p99_ms": 400.0}  # fmt: skip
+    data = {
+        "date": "2026-12-03T10:00:00+00:00",
+        "load_s": 600.0,
+        "config": {"users": 60, "duration_s": 600},
+        "total": total,
+        "endpoints": {"GET /api/v1/use-cases/": {**total, "rps": 50.0, "p95_ms": 90.0}},
+        "target": {"rps": 300, "p95_ms": 250, "met": False},
+        "celery": {"drain_s": 12.5},
+        "verification": {"ok": True, "failures": []},
+        "audit_chain": {"ok": False},
+    }
+    figures = {f["name"]: f for f in run.load_test_result(data)["figures"]}
+    throughput = figures["throughput, 60 locust users, 600.0 s"]
+    assert (throughput["value"], throughput["target"], throughput["verdict"]) == (
+        280.0, "≥ 300 req/s", "miss",
+    )  # fmt: skip
+    assert figures["all requests, p95"]["verdict"] == "pass"
+    assert figures["accepted writes present exactly once, nothing else written"]["verdict"] == (
+        "pass"
+    )
+    assert figures["audit chain verifies after the load"]["verdict"] == "miss"
+    assert figures["GET /api/v1/use-cases/, p95"]["value"] == 90.0
