@@ -233,10 +233,11 @@ def run_one(
         cmd += ["--result", str(work / "load-result.json")]
     else:
         cmd += ["--json", str(json_path)]
+    paths = (str(json_path), str(work / "load-result.json"))
     shown = " ".join(
         [".venv/bin/python", str(script.relative_to(ROOT))]
-        + [a for a in cmd[2:] if a != str(json_path)]
-    ).replace("--json", "--json PATH")
+        + [a + " PATH" if a in ("--json", "--result") else a for a in cmd[2:] if a not in paths]
+    )
     print(f"== {bench.name}: {shown}", flush=True)
     t0 = time.time()
     status, note = "ok", None
@@ -373,6 +374,8 @@ def render(results: dict[str, Any]) -> str:
             meta += f" · parameters: {params}"
         lines.append(meta)
         lines.append("")
+        if r.get("separate_run"):
+            lines += [f"Note: {r['separate_run']}.", ""]
         if r["status"] != "ok":
             lines += [f"**{r['status'].capitalize()}**: {r.get('note') or ''}".rstrip(), ""]
             if r.get("log_tail"):
@@ -426,6 +429,21 @@ def anchor(title: str) -> str:
 # ----------------------------------------------------------------- main
 
 
+def combine(paths: list[Path]) -> dict[str, Any]:
+    """The first results file, with the benches of the later ones (each noted as such)."""
+    results = json.loads(paths[0].read_text())
+    for path in paths[1:]:
+        other = json.loads(path.read_text())
+        for name, bench in other["benches"].items():
+            bench["separate_run"] = (
+                f"measured in a separate run, `{other['command']}`, on {other['date']} "
+                f"(load average {other['machine']['load_average']} at its start), "
+                f"results file {other.get('results_file', path.name)}"
+            )
+            results["benches"][name] = bench
+    return results
+
+
 def shown_args(argv: list[str]) -> list[str]:
     """The arguments that change the figures (not where the files go)."""
     out, skip = [], False
@@ -451,7 +469,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(BY_NAME)}")
     parser.add_argument("--out", type=Path, help="results JSON (bench/results/<date>-<mode>.json)")
     parser.add_argument("--results-md", type=Path, help="Markdown to regenerate")
-    parser.add_argument("--render", type=Path, help="only re-render this results JSON")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        nargs="+",
+        help="only re-render results JSON; benches in later files replace or add to the first's",
+    )
     parser.add_argument(
         "--args",
         action="append",
@@ -464,10 +487,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.render:
-        results = json.loads(args.render.read_text())
+        results = combine(args.render)
         target = args.results_md or BENCH / "RESULTS.md"
         target.write_text(render(results))
-        print(f"rendered {args.render} into {target}")
+        print(f"rendered {', '.join(map(str, args.render))} into {target}")
         return 0
 
     mode = "full" if args.full else "short"
