@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test lint fmt bench
+.PHONY: install demo test lint fmt bench bench-full
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,14 @@ lint: install
 fmt: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# Every benchmark, short sizes (minutes); regenerates bench/RESULTS.md. See bench/README.md.
+bench: install
+	$(PY) bench/run.py --short
+
+# The sizes the issues ask for (an hour or more on a 2-core machine).
+bench-full: install
+	$(PY) bench/run.py --full
 
 lock:
 	uv pip compile pyproject.toml --extra dev --python-version 3.12 --generate-hashes -o requirements.lock

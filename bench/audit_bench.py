@@ -1,6 +1,9 @@
 """Audit chain cost (issue 3): write overhead and verification speed.
 
-    .venv/bin/python bench/audit_bench.py [--seconds 5] [--events 1000000]
+    .venv/bin/python bench/audit_bench.py [--seconds 10] [--events 1000000] [--procs 1,8]
+        [--short] [--json PATH]
+
+``--short``: 3 s per write run, 1 process only, 50,000 events to verify.
 
 (i) Writes/s of ``registry.services.update_use_case`` (full_clean, save and an
 audit event) against a baseline doing the same full_clean + save in
@@ -268,9 +271,13 @@ def machine() -> str:
 
 
 def main() -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from _common import parse
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=float, help="seconds per write run (full: 10)")
+    parser.add_argument("--events", type=int, help="events to verify (full: 1,000,000)")
+    parser.add_argument("--procs", help="comma-separated client process counts (full: 1,8)")
     parser.add_argument("--skip-writes", action="store_true")
     parser.add_argument("--skip-verify", action="store_true")
     parser.add_argument(
@@ -278,7 +285,11 @@ def main() -> None:
         action="store_true",
         help="keep a chain of exactly --events events already loaded (raw hashing reads it back)",
     )
-    args = parser.parse_args()
+    args = parse(
+        parser,
+        full={"seconds": 10.0, "events": 1_000_000, "procs": "1,8"},
+        short={"seconds": 3.0, "events": 50_000, "procs": "1"},
+    )
 
     ensure_database()
     setup_django()
@@ -291,12 +302,14 @@ def main() -> None:
 
     print(f"machine: {machine()}; PostgreSQL {pg // 10000}.{pg % 10000}")
     rows: list[tuple[str, str, str, str]] = []
+    write_rates: dict[int, dict[str, float]] = {}
     if not args.skip_writes:
-        for procs in (1, 8):
+        for procs in (int(p) for p in args.procs.split(",")):
             rates = {
                 mode: writes_per_second(mode, procs, args.seconds)
                 for mode in ("plain", "service-noaudit", "service", "api-noaudit", "api")
             }
+            write_rates[procs] = rates
             print(f"writes, {procs} proc: " + ", ".join(f"{k} {v:.0f}/s" for k, v in rates.items()))
             label = f"{procs} process{'es' if procs > 1 else ''}"
             rows.append(
@@ -333,9 +346,11 @@ def main() -> None:
             print(f"filled {args.events:,} events in {time.perf_counter() - t0:.1f} s")
     raw = raw_hash_rate(blobs) if blobs else 0.0
     del blobs
+    verify_rates: dict[str, float] = {}
     for deep in (False, True) if raw else ():
         rate = verify_rate(deep, args.events)
         label = "deep" if deep else "fast"
+        verify_rates[label] = rate
         print(f"verify {label}: {rate:,.0f} events/s vs raw {raw:,.0f}/s = {rate / raw:.0%}")
         rows.append(
             (
@@ -350,6 +365,66 @@ def main() -> None:
     print("|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+    write_figures(args, write_rates, verify_rates, raw, f"{pg // 10000}.{pg % 10000}")
+
+
+WRITE_TARGET = 0.25  # the audit event adds under 25% per write
+VERIFY_TARGET = 0.5  # verification at half the speed of raw hashing or better
+
+
+def write_figures(
+    args: argparse.Namespace,
+    write_rates: dict[int, dict[str, float]],
+    verify_rates: dict[str, float],
+    raw: float,
+    pg: str,
+) -> None:
+    from _common import figure, pct, write_json
+
+    figures = []
+    for procs, rates in write_rates.items():
+        label = f"{procs} process{'es' if procs > 1 else ''}"
+        for mode, what in (
+            ("api", "PATCH /api/v1/use-cases/<id>/ (full request stack)"),
+            ("service", "registry.services.update_use_case alone"),
+        ):
+            overhead = rates[f"{mode}-noaudit"] / rates[mode] - 1
+            figures.append(
+                figure(
+                    f"{what}, {label}",
+                    rates[mode],
+                    "writes/s",
+                    target="audit adds < 25%",
+                    ok=overhead < WRITE_TARGET,
+                    peer="same code path, record() a no-op",
+                    peer_value=rates[f"{mode}-noaudit"],
+                    ratio_text=f"audit adds {pct(overhead)}",
+                )
+            )
+        figures.append(
+            figure(f"(reference) plain ORM full_clean + save, {label}", rates["plain"], "writes/s")
+        )
+    for label, rate in verify_rates.items():
+        figures.append(
+            figure(
+                f"verify_chain({'deep=True' if label == 'deep' else 'deep=False'}), "
+                f"{args.events:,} events",
+                rate,
+                "events/s",
+                target="≥ 50% of raw hashing" if label == "fast" else None,
+                ok=rate / raw >= VERIFY_TARGET if label == "fast" else None,
+                peer="raw hashlib.sha256 over the same bytes in memory",
+                peer_value=raw,
+                peer_unit="hashes/s",
+                ratio_text=pct(rate / raw),
+            )
+        )
+    write_json(
+        args,
+        bench="audit",
+        figures=figures,
+        extra={"postgresql": pg, "machine": machine(), "write_rates": write_rates},
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Drift statistics at scale (issue 6): our exact and profile paths against Evidently.
 
-    .venv/bin/python bench/drift_bench.py [--rows 1000000] [--features 20]
+    .venv/bin/python bench/drift_bench.py [--rows 1000000] [--features 20] [--short] [--json PATH]
+
+``--short``: 100,000 rows (Evidently then takes ~15 s instead of ~2 min).
 
 Part 1 — drift detection. A reference and a current dataset of ``--rows`` rows × ``--features``
 numeric features (normal, log-normal, gamma, uniform and bimodal columns; a third of them shifted
@@ -229,6 +231,7 @@ def spawn(mode: str, args: argparse.Namespace) -> dict:
         str(args.features),
         "--seed",
         str(args.seed),
+        *(["--short"] if args.short else []),
         "--child",
         mode,
     ]
@@ -240,17 +243,19 @@ def spawn(mode: str, args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from _common import parse
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000, help="reference rows")
+    parser.add_argument("--rows", type=int, help="reference rows (1,000,000)")
     parser.add_argument("--current-rows", type=int, default=None, help="default: --rows")
     parser.add_argument("--features", type=int, default=20)
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument(
         "--contenders", default="evidently,exact,profile", help="comma-separated subset"
     )
-    parser.add_argument("--json", type=Path, help="also write all figures to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse(parser, full={"rows": 1_000_000}, short={"rows": 100_000})
     if args.current_rows is None:
         args.current_rows = args.rows
 
@@ -330,10 +335,103 @@ def main() -> None:
         f"  fold (no reservoir)         : {fold['fold_no_sample_values_per_s'] / 1e6:7.1f} M/s "
         f"= {fold['ratio_no_sample']:.0%}"
     )
-    if args.json:
-        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, **results}))
+    write_figures(args, results, same and same_dataset, names, features, verdicts)
     if not (same and same_dataset):
         raise SystemExit("verdicts differ")
+
+
+SPEEDUP_TARGET, FOLD_TARGET = 10.0, 0.5
+
+
+def write_figures(
+    args: argparse.Namespace,
+    results: dict,
+    same: bool,
+    names: list[str],
+    features: list[str],
+    verdicts: dict[str, dict[str, bool]],
+) -> None:
+    from importlib.metadata import version
+
+    from _common import figure, pct, write_json
+
+    size = f"{args.rows:,} × {args.current_rows:,} rows × {args.features} features"
+    evidently = results.get("evidently")
+    peer = f"Evidently {version('evidently')} DataDriftPreset" if evidently else None
+    figures = []
+    for name, label in (("exact", "exact path (raw arrays)"), ("profile", "profile path")):
+        if name not in results:
+            continue
+        r = results[name]
+        speedup = evidently["seconds"] / r["seconds"] if evidently else None
+        figures.append(
+            figure(
+                f"drift detection, {label}, {size}",
+                r["seconds"],
+                "s",
+                target="≥ 10× faster than Evidently, same verdicts" if evidently else None,
+                ok=(speedup >= SPEEDUP_TARGET and same) if speedup is not None else None,
+                peer=peer,
+                peer_value=evidently["seconds"] if evidently else None,
+                ratio=speedup,
+                ratio_text=f"{speedup:.0f}× faster" if speedup else None,
+                note=f"peak RSS {r['maxrss_mb']:.0f} MB, "
+                f"+{r['maxrss_mb'] - r['rss_before_mb']:.0f} MB over the loaded data"
+                + (
+                    f" (Evidently +{evidently['maxrss_mb'] - evidently['rss_before_mb']:.0f} MB)"
+                    if evidently
+                    else ""
+                ),
+            )
+        )
+    agree = sum(len({verdicts[n][f] for n in names}) == 1 for f in features)
+    drifted = sum(verdicts[names[0]][f] for f in features)
+    figures.append(
+        figure(
+            f"per-feature verdicts equal across {', '.join(names)}",
+            agree,
+            f"of {len(features)} features",
+            target=f"all {len(features)} and the dataset verdict",
+            ok=same,
+            note=f"{drifted}/{len(features)} features drifted",
+        )
+    )
+    fold = results["fold"]
+    figures.append(
+        figure(
+            "fold throughput (1,000-value reservoir), one core",
+            fold["fold_values_per_s"],
+            "values/s",
+            target="≥ 50% of numpy.histogram",
+            ok=fold["ratio"] >= FOLD_TARGET,
+            peer="numpy.histogram, same edges",
+            peer_value=fold["numpy_histogram_values_per_s"],
+            ratio_text=pct(fold["ratio"]),
+        )
+    )
+    figures.append(
+        figure(
+            "fold throughput, no reservoir",
+            fold["fold_no_sample_values_per_s"],
+            "values/s",
+            peer="numpy.histogram, same edges",
+            peer_value=fold["numpy_histogram_values_per_s"],
+            ratio_text=pct(fold["ratio_no_sample"]),
+        )
+    )
+    if "profile" in results:
+        steps = results["profile"]["steps"]
+        figures.append(
+            figure(
+                "profile path: detection from two profiles",
+                steps["detect_s"] * 1000,
+                "ms",
+                note=f"reference profile {steps['reference_profile_s']:.2f} s, "
+                f"fold {steps['fold_s']:.2f} s; window profile "
+                f"{results['profile']['window_json_kb']:.0f} KB JSON",
+            )
+        )
+    write_json(args, bench="drift", figures=figures, extra={"results": results})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,10 @@
 """Lineage at scale (issue 5): graph queries on a realistic graph, and OpenLineage intake.
 
-    .venv/bin/python bench/lineage_bench.py [--queries 30] [--single 400] [--batches 12]
+    .venv/bin/python bench/lineage_bench.py [--queries 20] [--single 400] [--batches 12]
+        [--pipelines 40] [--short] [--json PATH]
+
+``--short``: 4 pipelines per use case (a graph of about 10,000 nodes), 5 timed requests per
+start, 4 clients posting 25 single events and 2 batches each, 2 gunicorn workers.
 
 1. Builds, in its own database (``charter_lineage_bench``, dropped and re-created), a
    graph of about 100,000 nodes and 300,000 edges: 20 use cases × 40 pipelines, each a
@@ -49,7 +53,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 os.environ.setdefault("CHARTER_VAR_DIR", str(ROOT / "var" / "bench"))
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "true")
 PG = os.environ["DATABASE_URL"]
-PORT = int(os.environ.get("BENCH_PORT", "8765"))
+PORT = int(os.environ.get("BENCH_PORT", "0"))  # 0: a free port
 
 USE_CASES, PIPELINES, STAGES, RUNS = 20, 40, 7, 4
 SHARED_SOURCES, SHARED_SINKS = 300, 60
@@ -571,8 +575,15 @@ def raw_inserts(per_client: list[list[str]], batch: int) -> float:
 
 
 def start_server(workers: int) -> subprocess.Popen:
+    import socket
+
     import requests
 
+    global PORT
+    if not PORT:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            PORT = s.getsockname()[1]
     env = {**os.environ, "DEBUG": "false"}
     server = subprocess.Popen(
         [str(ROOT / ".venv/bin/gunicorn"), "portal.wsgi:application", "-w", str(workers),
@@ -593,13 +604,29 @@ def start_server(workers: int) -> subprocess.Popen:
 
 
 def main() -> None:
+    global PIPELINES
+    sys.path.insert(0, str(ROOT / "bench"))
+    from _common import parse
+
     parser = argparse.ArgumentParser()
-    parser.add_argument("--queries", type=int, default=20, help="timed requests per start")
-    parser.add_argument("--single", type=int, default=400, help="single POSTs per client")
-    parser.add_argument("--batches", type=int, default=12, help="batches of 50 per client")
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
-    args = parser.parse_args()
+    parser.add_argument("--queries", type=int, help="timed requests per start (20)")
+    parser.add_argument("--single", type=int, help="single POSTs per client (400)")
+    parser.add_argument("--batches", type=int, help="batches of 50 per client (12)")
+    parser.add_argument("--clients", type=int, help="client processes (8)")
+    parser.add_argument("--workers", type=int, help="gunicorn workers (4)")
+    parser.add_argument("--pipelines", type=int, help="pipelines per use case (40: ~100k nodes)")
+    args = parse(
+        parser,
+        full={
+            "queries": 20, "single": 400, "batches": 12, "clients": 8, "workers": 4,
+            "pipelines": PIPELINES,
+        },
+        short={
+            "queries": 5, "single": 25, "batches": 2, "clients": 4, "workers": 2,
+            "pipelines": 4,
+        },
+    )  # fmt: skip
+    PIPELINES = args.pipelines
     t_start = time.perf_counter()
     say(f"machine: {platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}")
     recreate_database()
@@ -696,7 +723,7 @@ def main() -> None:
         server.wait(timeout=30)
     raw_single = raw_inserts([singles[i::clients] for i in range(clients)], 1)
     raw_batch = raw_inserts([batched[i::clients] for i in range(clients)], 50)
-    say(f"raw PostgreSQL INSERT (8 connections): one commit per event {raw_single:.0f}/s, "
+    say(f"raw PostgreSQL INSERT ({clients} connections): one commit per event {raw_single:.0f}/s, "
         f"per 50 events {raw_batch:.0f}/s")  # fmt: skip
     say(
         f"ratios: API/raw single {single_rate / raw_single:.2f}, batch {batch_rate / raw_batch:.2f}"
@@ -711,6 +738,82 @@ def main() -> None:
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
     (out / "lineage_bench.json").write_text(json.dumps(result, indent=1, default=str))
+    write_figures(args, result)
+
+
+QUERY_P95_MS, INTAKE_PER_S = 100.0, 500.0
+
+
+def write_figures(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    from _common import figure, write_json
+
+    full_size = result["nodes"] >= 100_000
+    figures = [
+        figure(
+            "graph size",
+            result["nodes"],
+            "nodes",
+            target="≈ 100,000 nodes" if not args.short else None,
+            ok=full_size if not args.short else None,
+            note=f"{result['edges']:,} edges",
+        )
+    ]
+    for row in result["queries"]:
+        timed = not row["query"].startswith("downstream")
+        figures.append(
+            figure(
+                f"{row['user']}: {row['query']} (depth 20), p95",
+                row["p95"],
+                "ms",
+                target=f"< {QUERY_P95_MS:.0f} ms" if timed else None,
+                ok=row["p95"] < QUERY_P95_MS if timed else None,
+                note=f"p50 {row['p50']:.1f} ms; reached {min(row['reached']):,}–"
+                f"{max(row['reached']):,} nodes",
+            )
+        )
+    cte = next(r for r in result["strategies"] if "CTE" in r["how"])
+    for row in result["strategies"]:
+        if row is cte:
+            continue
+        figures.append(
+            figure(
+                f"downstream reach from the busiest datasets: {row['how']}, p50",
+                row["p50"],
+                "ms",
+                peer="SQL recursive CTE (closure), p50",
+                peer_value=cte["p50"],
+                note=f"p95 {row['p95']:.1f} ms (CTE {cte['p95']:.1f} ms)"
+                + (f"; {row['note']}" if row["note"] else ""),
+            )
+        )
+    intake = result["intake"]
+    for key, label, raw in (
+        ("single", "one event per POST", intake["raw_single"]),
+        ("batch", "batches of 50 (/api/v1/lineage/batch)", intake["raw_batch"]),
+    ):
+        sent, rate, stored, failures = intake[key]
+        figures.append(
+            figure(
+                f"OpenLineage intake over HTTP, {label}, {args.clients} clients",
+                rate,
+                "events/s",
+                target=f"≥ {INTAKE_PER_S:.0f} events/s",
+                ok=rate >= INTAKE_PER_S,
+                peer="raw PostgreSQL INSERT of the same JSON, same commits",
+                peer_value=raw,
+                note=f"stored {stored:,} of {sent:,} sent; {failures} failures",
+            )
+        )
+        figures.append(
+            figure(
+                f"events stored, {label}",
+                stored,
+                "events",
+                target=f"= {sent:,} sent, none lost or doubled",
+                ok=stored == sent and failures == 0,
+            )
+        )
+    write_json(args, bench="lineage", figures=figures)
 
 
 if __name__ == "__main__":

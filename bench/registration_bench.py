@@ -1,6 +1,9 @@
 """Model-version registration latency: Charter (through its client) beside MLflow (issue 8).
 
     .venv/bin/python bench/registration_bench.py [--n 200] [--warmup 20] [--block 20]
+        [--short] [--json PATH]
+
+``--short``: 30 timed calls each after 5 warm-ups, in blocks of 10.
 
 Starts, on this machine and the same PostgreSQL:
 
@@ -183,11 +186,18 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 
 def main() -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from _common import parse
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--block", type=int, default=20)
-    args = parser.parse_args()
+    parser.add_argument("--n", type=int, help="timed calls per measurement (200)")
+    parser.add_argument("--warmup", type=int, help="untimed calls first (20)")
+    parser.add_argument("--block", type=int, help="calls per alternating block (20)")
+    args = parse(
+        parser,
+        full={"n": 200, "warmup": 20, "block": 20},
+        short={"n": 30, "warmup": 5, "block": 10},
+    )
 
     fixture = prepare_charter()
     admin_sql(
@@ -238,6 +248,45 @@ def main() -> None:
     print(json.dumps(results["summary"], indent=1))
     print(f"Charter statements per registration: {results['charter_statements_per_registration']}")
     print(f"written to {out}")
+    write_figures(args, results)
+
+
+def write_figures(args: Any, results: dict[str, Any]) -> None:
+    from _common import figure, write_json
+
+    summ = results["summary"]
+    mlflow = summ["mlflow_create_model_version"]
+    peer = f"MLflow {results['machine']['mlflow']} create_model_version"
+    figures = []
+    for key, label, target in (
+        ("charter_register", "Charter register_model_version (client → gunicorn)", True),
+        ("charter_register_signed_artifact", "Charter register + signed 1 MiB artifact", False),
+    ):
+        for stat in ("p50_ms", "p95_ms"):
+            checked = target and stat == "p50_ms"
+            ratio = summ[key][stat] / mlflow[stat]
+            figures.append(
+                figure(
+                    f"{label}, {stat[:3]}",
+                    summ[key][stat],
+                    "ms",
+                    target="p50 no slower than MLflow's" if checked else None,
+                    ok=ratio <= 1.0 if checked else None,
+                    peer=f"{peer}, {stat[:3]}",
+                    peer_value=mlflow[stat],
+                    ratio_text=f"{ratio:.1f}× MLflow's",
+                )
+            )
+    artifact = summ["charter_signed_artifact_only"]
+    figures.append(
+        figure(
+            "of which the signed artifact upload, p50",
+            artifact["p50_ms"],
+            "ms",
+            note=f"p95 {artifact['p95_ms']} ms",
+        )
+    )
+    write_json(args, bench="registration", figures=figures, extra=results)
 
 
 def count_statements(fixture: dict[str, Any]) -> int:

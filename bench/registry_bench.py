@@ -5,7 +5,10 @@ items, then times the inventory page and the model-version list API through
 Django's test client (in-process: server time without the network), reporting
 p50/p95 and the SQL query count per request at two page sizes.
 
-    .venv/bin/python bench/registry_bench.py [--requests 200]
+    .venv/bin/python bench/registry_bench.py [--requests 200] [--use-cases 2000]
+        [--short] [--json PATH]
+
+``--short``: 200 use cases (2,000 versions, 10,000 evidence items), 20 requests per URL.
 
 The fill uses bulk inserts (not the service layer) to take seconds rather than
 hours; it writes no audit events, which list requests do not read anyway.
@@ -24,12 +27,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 DB = os.environ.setdefault("BENCH_DATABASE_NAME", "charter_bench")
 os.environ.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{DB}")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 os.environ.setdefault("CHARTER_VAR_DIR", str(ROOT / "var" / "bench"))
 
-USE_CASES, MODEL_VERSIONS, EVIDENCE = 2_000, 20_000, 100_000
+USE_CASES, MODEL_VERSIONS, EVIDENCE = 2_000, 20_000, 100_000  # the issue's sizes (full mode)
+P95_TARGET_MS = 150.0
 
 
 def ensure_database() -> None:
@@ -42,7 +47,7 @@ def ensure_database() -> None:
             conn.execute(f'CREATE DATABASE "{DB}"')
 
 
-def fill() -> None:
+def fill(use_cases: int = USE_CASES) -> None:
     from django.contrib.auth.models import Group, User
     from django.db import transaction
     from django.utils import timezone
@@ -51,8 +56,9 @@ def fill() -> None:
     from portal.services import grant_access
     from registry.models import Evidence, Model, ModelVersion, UseCase
 
-    if UseCase.objects.count() >= USE_CASES:
+    if UseCase.objects.count() >= use_cases:
         return
+    model_versions, evidence = use_cases * 10, use_cases * 50
     started = time.perf_counter()
     tiers = ["unacceptable", "high", "limited", "minimal"]
     statuses = ["proposed", "assessed", "approved", "in_production", "under_review", "retired"]
@@ -65,12 +71,12 @@ def fill() -> None:
                 status=statuses[i % 6],
                 next_review_date=timezone.localdate(),
             )
-            for i in range(USE_CASES)
+            for i in range(use_cases)
         )
         ucs = list(UseCase.objects.order_by("id"))
         Model.objects.bulk_create(Model(use_case=uc, name=f"model-{uc.pk}") for uc in ucs)
         models = list(Model.objects.order_by("id"))
-        per_model = MODEL_VERSIONS // len(models)
+        per_model = model_versions // len(models)
         ModelVersion.objects.bulk_create(
             (
                 ModelVersion(
@@ -87,7 +93,7 @@ def fill() -> None:
             batch_size=2000,
         )
         mv_ids = list(ModelVersion.objects.order_by("id").values_list("id", "use_case_id"))
-        per_mv = EVIDENCE // len(mv_ids)
+        per_mv = evidence // len(mv_ids)
         Evidence.objects.bulk_create(
             (
                 Evidence(
@@ -139,10 +145,17 @@ def measure(client, url: str, n: int) -> dict:  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
+    from _common import parse
+
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--requests", type=int, help="timed requests per URL (200)")
+    parser.add_argument("--use-cases", type=int, help="use cases to fill (2,000; ×10 versions)")
     parser.add_argument("--api-only", action="store_true", help="skip the HTML pages")
-    args = parser.parse_args()
+    args = parse(
+        parser,
+        full={"requests": 200, "use_cases": USE_CASES},
+        short={"requests": 20, "use_cases": 200},
+    )
     ensure_database()
     import django
 
@@ -155,7 +168,7 @@ def main() -> None:
     settings.ALLOWED_HOSTS = ["testserver"]
     settings.DEBUG = False
     call_command("migrate", verbosity=0)
-    fill()
+    fill(args.use_cases)
     from registry.models import Evidence, ModelVersion, UseCase
 
     counts = {
@@ -169,7 +182,7 @@ def main() -> None:
         client.force_login(User.objects.get(username=username))
         for url in (
             "/use-cases/",
-            "/use-cases/?page=40",
+            f"/use-cases/?page={max(1, args.use_cases // 50)}",  # 40 at full size
             "/use-cases/?risk_tier=high&q=Use",
             "/api/v1/model-versions/?page_size=10",
             "/api/v1/model-versions/",
@@ -189,6 +202,53 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for r in results:
         print(f"| {r['user']} | `{r['url']}` | {r['p50_ms']} | {r['p95_ms']} | {r['queries']} |")
+    write_figures(args, counts, results)
+
+
+def write_figures(args: argparse.Namespace, counts: dict, results: list[dict]) -> None:
+    from _common import figure, write_json
+
+    figures = []
+    for r in results:
+        figures.append(
+            figure(
+                f"{r['user']} `{r['url']}` p95",
+                r["p95_ms"],
+                "ms",
+                target=f"< {P95_TARGET_MS:.0f} ms",
+                ok=r["p95_ms"] < P95_TARGET_MS,
+                note=f"p50 {r['p50_ms']} ms; {r['queries']} SQL queries/request",
+            )
+        )
+    for user in ("bench_board", "bench_contrib"):
+        for prefix, label in (
+            ("/api/v1/model-versions/", "model-version list API"),
+            ("/use-cases/", "inventory page"),
+        ):
+            rows = [
+                r
+                for r in results
+                if r["user"] == user and r["url"].startswith(prefix) and "q=" not in r["url"]
+            ]
+            if not rows:
+                continue
+            counts_seen = sorted({q for r in rows for q in r["queries"]})
+            figures.append(
+                figure(
+                    f"{user} {label}: SQL queries/request over {len(rows)} page sizes/pages",
+                    max(counts_seen),
+                    "queries",
+                    target="independent of the rows on the page",
+                    ok=len(counts_seen) == 1,
+                    note=f"distinct counts {counts_seen}",
+                )
+            )
+    write_json(
+        args,
+        bench="registry",
+        figures=figures,
+        extra={"counts": counts, "results": results},
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,11 @@
 the backend's own submission on the same machine.
 
     .venv/bin/python bench/retraining_bench.py [--jobs 20] [--ray-address http://…:8265]
+        [--skip local slurm ray] [--short] [--json PATH]
+
+``--short``: 5 jobs per measurement, 2 through the Ray CLI (11 s each on a loaded 2-core
+machine), and Slurm only when ``sbatch`` is already installed (full mode runs
+``scripts/slurm-up.sh``, which installs it).
 
 For each backend, ``--jobs`` jobs of ``true`` (nothing to run: the figure is the overhead):
 
@@ -125,11 +130,23 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def main() -> None:
+    import shutil
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from _common import parse
+
     parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=20)
+    parser.add_argument("--jobs", type=int, help="jobs per measurement (20)")
+    parser.add_argument("--cli-jobs", type=int, help="jobs through the Ray CLI (= --jobs)")
     parser.add_argument("--ray-address", default="")
     parser.add_argument("--skip", nargs="*", default=[], choices=["local", "slurm", "ray"])
-    args = parser.parse_args()
+    args = parse(parser, full={"jobs": 20}, short={"jobs": 5, "cli_jobs": 2})
+    if args.cli_jobs is None:
+        args.cli_jobs = args.jobs
+    skipped: dict[str, str] = {}
+    if args.short and "slurm" not in args.skip and shutil.which("sbatch") is None:
+        args.skip.append("slurm")
+        skipped["slurm"] = "sbatch not installed (short mode does not run scripts/slurm-up.sh)"
     import django
 
     django.setup()
@@ -155,7 +172,13 @@ def main() -> None:
     if "slurm" not in args.skip:
         from workers.executors.slurm import SlurmExecutor
 
-        subprocess.run([str(ROOT / "scripts" / "slurm-up.sh")], check=True, capture_output=True)
+        up = subprocess.run([str(ROOT / "scripts" / "slurm-up.sh")], capture_output=True, text=True)
+        if up.returncode != 0:
+            skipped["slurm"] = f"scripts/slurm-up.sh failed: {up.stderr.strip()[-300:]}"
+            args.skip.append("slurm")
+    if "slurm" not in args.skip:
+        from workers.executors.slurm import SlurmExecutor
+
         slurm = SlurmExecutor("slurm", root=str(workdir / "slurm"))
         rows.append(("Slurm", "Charter: submit + first status", timed(charter(slurm, "s"), n)))
         out = str(workdir / "raw-%j.out")
@@ -240,7 +263,7 @@ def main() -> None:
                             check=True,
                             capture_output=True,
                         ),
-                        n,
+                        args.cli_jobs,
                     ),
                 )
             )
@@ -254,6 +277,45 @@ def main() -> None:
     for backend, what, ms in rows:
         p50, p95 = summary(ms)
         print(f"| {backend} | {what} | {p50:.1f} | {p95:.1f} |")
+    for backend, why in skipped.items():
+        print(f"skipped {backend}: {why}")
+    write_figures(args, rows, skipped)
+
+
+PEERS = {
+    "local process": "raw: subprocess.Popen(['true'])",
+    "Slurm": "raw: sbatch + scontrol show job",
+    "Ray": "raw: JobSubmissionClient.submit_job",
+}
+
+
+def write_figures(
+    args: argparse.Namespace, rows: list[tuple[str, str, list[float]]], skipped: dict[str, str]
+) -> None:
+    from _common import figure, write_json
+
+    by = {(backend, what): summary(ms) for backend, what, ms in rows}
+    figures = []
+    for backend, peer in PEERS.items():
+        if (backend, "Charter: submit + first status") not in by:
+            continue
+        p50, p95 = by[(backend, "Charter: submit + first status")]
+        peer_p50, peer_p95 = by[(backend, peer)]
+        figures.append(
+            figure(
+                f"{backend}: Charter submit + first status, p50",
+                p50,
+                "ms",
+                peer=peer.removeprefix("raw: ") + ", p50",
+                peer_value=peer_p50,
+                note=f"p95 {p95:.1f} ms (peer {peer_p95:.1f} ms); "
+                f"Charter adds {p50 - peer_p50:.1f} ms",
+            )
+        )
+    for (backend, what), (p50, p95) in by.items():
+        if what.startswith("raw") and PEERS.get(backend) != what:
+            figures.append(figure(f"{backend}: {what}, p50", p50, "ms", note=f"p95 {p95:.1f} ms"))
+    write_json(args, bench="retraining", figures=figures, skipped=skipped)
 
 
 if __name__ == "__main__":

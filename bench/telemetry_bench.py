@@ -2,7 +2,10 @@
 fold task, on PostgreSQL, in one process (Django's test client: server time without the
 network, one core).
 
-    .venv/bin/python bench/telemetry_bench.py [--batches 60 --rows 1000]
+    .venv/bin/python bench/telemetry_bench.py [--batches 60 --rows 1000] [--short] [--json PATH]
+
+``--short``: 20 batches. The peer is raw PostgreSQL: the same JSON bodies inserted as
+``jsonb`` into a plain table by psycopg, one commit per batch.
 
 Three measurements on a deployment whose reference profile has 4 features (2 continuous, one
 integer, one categorical) and a prediction column:
@@ -92,10 +95,13 @@ def batch(rows: int, seed: int) -> dict[str, object]:
 
 
 def main() -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from _common import figure, parse, write_json
+
     parser = argparse.ArgumentParser()
-    parser.add_argument("--batches", type=int, default=60)
-    parser.add_argument("--rows", type=int, default=1000)
-    args = parser.parse_args()
+    parser.add_argument("--batches", type=int, help="batches per measurement (60)")
+    parser.add_argument("--rows", type=int, help="rows per batch (1,000)")
+    args = parse(parser, full={"batches": 60, "rows": 1000}, short={"batches": 20, "rows": 1000})
     ensure_database()
     import django
 
@@ -131,6 +137,7 @@ def main() -> None:
 
     delay = tasks.fold_telemetry_batch.delay
     tasks.fold_telemetry_batch.delay = lambda *a, **k: None  # type: ignore[method-assign]
+    post(-1, bodies[0])  # warm-up: the first request imports the URLconf and views
     intake = [post(i, bodies[i % 3]) for i in range(args.batches)]
     tasks.fold_telemetry_batch.delay = delay  # type: ignore[method-assign]
     # 2. fold only
@@ -140,6 +147,7 @@ def main() -> None:
         )
     )
     folds = []
+    services.fold_batch(ids.pop(0))  # the warm-up batch, untimed
     for pk in ids:
         t = time.perf_counter()
         services.fold_batch(pk)
@@ -149,7 +157,7 @@ def main() -> None:
     window = WindowProfile.objects.filter(deployment=dep).order_by("-start").first()
     assert window is not None
     total_rows = WindowProfile.objects.filter(deployment=dep).values_list("rows", flat=True)
-    assert sum(total_rows) == 2 * args.batches * args.rows, "lost or doubled rows"
+    assert sum(total_rows) == (2 * args.batches + 1) * args.rows, "lost or doubled rows"
     print(f"PostgreSQL {connection.pg_version}; {args.batches} batches of {args.rows} rows")
     print(f"batch body: {size / 1024:.0f} KiB of JSON (4 features, predictions, latencies)")
     print("| step | batches/s | rows/s | p50 ms | p95 ms |")
@@ -166,6 +174,54 @@ def main() -> None:
         f"window profile: {len(json.dumps(window.profile)) / 1024:.0f} KiB JSON "
         f"({window.rows} rows in it)"
     )
+    raw = raw_inserts(bodies, args.batches)
+    print(f"raw PostgreSQL: {raw:,.1f} batches/s ({raw * args.rows:,.0f} rows/s)")
+    figures = []
+    for name, times in (
+        ("intake (POST …/telemetry/)", intake),
+        ("fold task", folds),
+        ("API + fold (eager, one worker)", both),
+    ):
+        rate = len(times) * args.rows / sum(times)
+        figures.append(
+            figure(
+                f"{name}, batches of {args.rows:,} rows",
+                rate,
+                "rows/s",
+                peer="raw PostgreSQL: INSERT of the same JSON as jsonb, commit per batch",
+                peer_value=raw * args.rows,
+                note=f"p50 {statistics.median(times) * 1000:.1f} ms, "
+                f"p95 {statistics.quantiles(times, n=20)[18] * 1000:.1f} ms per batch",
+            )
+        )
+    figures.append(
+        figure(
+            "window profile size",
+            len(json.dumps(window.profile)) / 1024,
+            "KiB",
+            note=f"{window.rows:,} rows folded into it",
+        )
+    )
+    write_json(args, bench="telemetry", figures=figures, extra={"batch_kib": size / 1024})
+
+
+def raw_inserts(bodies: list[str], n: int) -> float:
+    """Batches/s for the bodies inserted as jsonb into a plain table (the peer)."""
+    import psycopg
+
+    url = os.environ["DATABASE_URL"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_raw_batches")
+        conn.execute("CREATE TABLE bench_raw_batches (key text UNIQUE, body jsonb)")
+        t = time.perf_counter()
+        for i in range(n):
+            with conn.transaction():
+                conn.execute(
+                    "INSERT INTO bench_raw_batches VALUES (%s, %s::jsonb)", [f"r{i}", bodies[i % 3]]
+                )
+        elapsed = time.perf_counter() - t
+        conn.execute("DROP TABLE bench_raw_batches")
+    return n / elapsed
 
 
 if __name__ == "__main__":
