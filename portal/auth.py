@@ -41,12 +41,12 @@ def _annotations() -> dict[str, Any]:
     field = ApiToken._meta.get_field("use_cases")
     link = field.remote_field.through
     scope = (
-        f"ARRAY(SELECT l.{qn(link._meta.get_field(field.m2m_reverse_field_name()).column)} "  # noqa: S608
+        f"ARRAY(SELECT l.{qn(link._meta.get_field(field.m2m_reverse_field_name()).column)} "  # noqa: S608  # nosec B608
         f"FROM {qn(link._meta.db_table)} l "
         f"WHERE l.{qn(link._meta.get_field(field.m2m_field_name()).column)} = {token}.{qn('id')})"
     )
     user = f"{token}.{qn(ApiToken._meta.get_field('user').column)}"
-    return {"scope_ids": RawSQL(scope, ()), **permissions.preload_annotations(user)}  # noqa: S611
+    return {"scope_ids": RawSQL(scope, ()), **permissions.preload_annotations(user)}  # noqa: S611  # nosec B611
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):

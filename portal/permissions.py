@@ -268,7 +268,7 @@ def preload_annotations(user_column: str) -> dict[str, Any]:
     use_case = (UseCase._meta.app_label, UseCase._meta.model_name)
     params = {"grants_own": use_case, "grants_groups": use_case}
     return {
-        name: RawSQL(text.replace("{user}", user_column), params.get(name, ()))  # noqa: S611
+        name: RawSQL(text.replace("{user}", user_column), params.get(name, ()))  # noqa: S611  # nosec B611
         for name, text in sql.items()
     }
 
@@ -316,21 +316,21 @@ def _preload_sql() -> dict[str, str]:
     )
     sql = {
         "perms_own": (
-            f"ARRAY(SELECT {name} FROM {perm} p JOIN {ct} ct ON ct.{ct_id} = p.{p_ct} "  # noqa: S608
+            f"ARRAY(SELECT {name} FROM {perm} p JOIN {ct} ct ON ct.{ct_id} = p.{p_ct} "  # noqa: S608  # nosec B608
             f"JOIN {up} l ON l.{up_perm} = p.{p_id} WHERE l.{up_user} = {{user}})"
         ),
         "perms_groups": (
-            f"ARRAY(SELECT {name} FROM {perm} p JOIN {ct} ct ON ct.{ct_id} = p.{p_ct} "  # noqa: S608
+            f"ARRAY(SELECT {name} FROM {perm} p JOIN {ct} ct ON ct.{ct_id} = p.{p_ct} "  # noqa: S608  # nosec B608
             f"JOIN {gp} l ON l.{gp_perm} = p.{p_id} "
             f"JOIN {ug} m ON m.{ug_group} = l.{gp_group} WHERE m.{ug_user} = {{user}})"
         ),
         "grants_own": (
-            f"ARRAY(SELECT {grant} FROM {table(own)} o "  # noqa: S608
+            f"ARRAY(SELECT {grant} FROM {table(own)} o "  # noqa: S608  # nosec B608
             f"JOIN {perm} p ON p.{p_id} = o.{column(own, 'permission')} {of_use_case} "
             f"WHERE o.{column(own, 'user')} = {{user}})"
         ),
         "grants_groups": (
-            f"ARRAY(SELECT {grant} FROM {table(grouped)} o "  # noqa: S608
+            f"ARRAY(SELECT {grant} FROM {table(grouped)} o "  # noqa: S608  # nosec B608
             f"JOIN {perm} p ON p.{p_id} = o.{column(grouped, 'permission')} {of_use_case} "
             f"JOIN {ug} m ON m.{ug_group} = o.{column(grouped, 'group')} "
             f"WHERE m.{ug_user} = {{user}})"

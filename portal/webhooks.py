@@ -219,7 +219,7 @@ def _active_events_sql() -> str:
     qn = connection.ops.quote_name
     meta = WebhookSubscription._meta
     return (
-        f"SELECT {qn(meta.pk.column)}, {qn(meta.get_field('events').column)} "  # noqa: S608
+        f"SELECT {qn(meta.pk.column)}, {qn(meta.get_field('events').column)} "  # noqa: S608  # nosec B608
         f"FROM {qn(meta.db_table)} WHERE {qn(meta.get_field('active').column)}"
     )
 
