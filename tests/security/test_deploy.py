@@ -10,11 +10,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
 # The environment a deployment sets, and nothing of the tests' own (DEBUG, OIDC, ...).
-_DROP = ("DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE", "CHARTER_PRODUCTION", "SECRET_KEY", "OIDC_")
+_DROP = (
+    "DEBUG",
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
+    "CHARTER_PRODUCTION",
+    "CHARTER_SIGNING_KEY",
+    "SECRET_KEY",
+    "OIDC_",
+)
 
 
 def clean_env(tmp_path: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -26,10 +35,20 @@ def clean_env(tmp_path: Path, extra: dict[str, str] | None = None) -> dict[str, 
 
 def production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     s = connection.settings_dict
+    # Production reads the portal's signing key from a file it is given (never generated).
+    key_file = tmp_path / "portal-signing-key.pem"
+    key_file.write_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return clean_env(
         tmp_path,
         {
             "CHARTER_PRODUCTION": "true",
+            "CHARTER_SIGNING_KEY_FILE": str(key_file),
             "SECRET_KEY": secrets.token_urlsafe(60),
             "ALLOWED_HOSTS": "charter.example.org",
             "DATABASE_URL": f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}",
