@@ -18,7 +18,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from django.db import connection
+
+from tests.worker import test_database_url as _database_url  # not a test here
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("telemetry", "lineage", "model_version", "evidence")
@@ -27,11 +28,7 @@ pytestmark = pytest.mark.worker
 
 
 def _pg_base() -> str:
-    s = connection.settings_dict
-    auth = s["USER"] or "postgres"
-    if s.get("PASSWORD"):
-        auth += f":{s['PASSWORD']}"
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}"
+    return _database_url().rsplit("/", 1)[0]
 
 
 def _env(database_url: str | None = None) -> dict[str, str]:
