@@ -41,12 +41,48 @@ def _registry_models() -> dict[str, Any]:
     }
 
 
-def upsert_node(obj: Any) -> LineageNode:
-    """Create or refresh the node of a registry object (label, use case, attributes)."""
+#: Set on a registry object by :func:`on_save` when it was just created: the id of the
+#: node made for it, so that linking its relations in the same transaction need not look
+#: the node up again.
+NODE_ID = "_charter_lineage_node_id"
+
+#: Node fields an insert of a new registry object's node sets when a node with its key is
+#: already there (left by an earlier object with the same id, which SQLite can reuse).
+_NODE_FIELDS = ["kind", "object_id", "label", "use_case_id", "attrs", "valid_from", "valid_to"]
+
+
+def upsert_node(obj: Any, *, created: bool = False) -> LineageNode:
+    """Create or refresh the node of a registry object (label, use case, attributes).
+
+    ``created``: the object was inserted in this transaction, so its node is new too: one
+    ``INSERT … ON CONFLICT (key_hash) DO UPDATE`` instead of a read and then a write."""
     from lineage.services import registry_spec
 
     spec = registry_spec(obj)
     digest = key_digest(spec.key)
+    if created:
+        attrs = dict(spec.attrs)
+        node = LineageNode(
+            kind=spec.kind,
+            key=spec.key,
+            key_hash=digest,
+            object_id=spec.object_id,
+            label=spec.label,
+            use_case_id=spec.use_case_id,
+            attrs=attrs,
+        )
+        if spec.kind == NodeKind.DEPLOYMENT:
+            _live_intervals(obj, attrs)
+            spans = attrs["live"]
+            node.valid_from = _parse(spans[0][0]) if spans else None
+            node.valid_to = _parse(spans[-1][1]) if spans and spans[-1][1] else None
+        LineageNode.objects.bulk_create(
+            [node],
+            update_conflicts=True,
+            unique_fields=["key_hash"],
+            update_fields=[*_NODE_FIELDS, "updated_at"],
+        )
+        return node
     node = LineageNode.objects.filter(key_hash=digest).first()
     if node is None:
         node = LineageNode(
@@ -132,14 +168,24 @@ def link_many(
     pks = set(pks)
     if not pks:
         return
+    from registry.services import CREATING
+
     own_kind, other_kind = _kind_of(instance), _kind_of_model(model)
+    # An object created in this transaction: its node was just made (on_save) and has no
+    # edges of this kind yet, as ``registry.services._save_new`` links each relation once.
+    known = getattr(instance, NODE_ID, None) if getattr(instance, CREATING, False) else None
+    wanted = Q(kind=other_kind, object_id__in=pks)
+    if known is None:
+        wanted |= Q(kind=own_kind, object_id=instance.pk)
     nodes = {
         (k, object_id): node_id
-        for k, object_id, node_id in LineageNode.objects.filter(
-            Q(kind=other_kind, object_id__in=pks) | Q(kind=own_kind, object_id=instance.pk)
-        ).values_list("kind", "object_id", "id")
+        for k, object_id, node_id in LineageNode.objects.filter(wanted).values_list(
+            "kind", "object_id", "id"
+        )
     }
-    if (own_kind, instance.pk) not in nodes:
+    if known is not None:
+        nodes[own_kind, instance.pk] = known
+    elif (own_kind, instance.pk) not in nodes:
         nodes[own_kind, instance.pk] = upsert_node(instance).pk
     missing = [pk for pk in pks if (other_kind, pk) not in nodes]
     for other in model.objects.filter(pk__in=missing) if missing else ():
@@ -150,13 +196,17 @@ def link_many(
         for (k, object_id), node_id in nodes.items()
         if k == other_kind and object_id in pks
     }
-    live = set(
-        LineageEdge.objects.filter(
-            kind=kind,
-            removed_at=None,
-            src_id__in={s for s, _ in pairs},
-            dst_id__in={d for _, d in pairs},
-        ).values_list("src_id", "dst_id")
+    live = (
+        set()
+        if known is not None
+        else set(
+            LineageEdge.objects.filter(
+                kind=kind,
+                removed_at=None,
+                src_id__in={s for s, _ in pairs},
+                dst_id__in={d for _, d in pairs},
+            ).values_list("src_id", "dst_id")
+        )
     )
     new = [
         LineageEdge(src_id=s, dst_id=d, kind=kind, source="registry")
@@ -195,7 +245,9 @@ def _kind_of_model(cls: type) -> str:
 def on_save(sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any) -> None:
     from registry.models import Deployment, ModelVersion
 
-    upsert_node(instance)
+    node = upsert_node(instance, created=created and not raw)
+    if created:
+        setattr(instance, NODE_ID, node.pk)
     if isinstance(instance, ModelVersion):
         if instance.parent_id is not None:
             unlink(kind=EdgeKind.RETRAINED_FROM, dst=instance, keep_src=instance.parent)

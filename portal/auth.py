@@ -49,6 +49,68 @@ def _annotations() -> dict[str, Any]:
     return {"scope_ids": RawSQL(scope, ()), **permissions.preload_annotations(user)}  # noqa: S611  # nosec B611
 
 
+def _fetch_token(prefix: str) -> ApiToken | None:
+    """The token with this prefix, its user and (on PostgreSQL) its scope and rights.
+
+    On PostgreSQL the statement is written once per process (:func:`_token_statement`) and
+    the row turned into objects with ``Model.from_db``: what ``_tokens()`` reads, less the
+    ORM compiling the same query on every request."""
+    if connection.vendor != "postgresql":
+        return _tokens().filter(prefix=prefix).first()
+    sql, params, token_fields, user_fields, extra = _token_statement()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, prefix])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    from django.contrib.auth import get_user_model
+
+    split = len(token_fields)
+    token = ApiToken.from_db(connection.alias, token_fields, row[:split])
+    user = get_user_model().from_db(
+        connection.alias, user_fields, row[split : split + len(user_fields)]
+    )
+    token.user = user
+    for name, value in zip(extra, row[split + len(user_fields) :], strict=True):
+        setattr(token, name, value)
+    return token
+
+
+@functools.cache
+def _token_statement() -> tuple[str, list[Any], list[str], list[str], list[str]]:
+    """``SELECT token.*, user.*, <scope and rights> FROM token JOIN user WHERE prefix = %s``:
+    the SQL with the parameters before the prefix, the two models' field names in column
+    order and the annotation names."""
+    from django.contrib.auth import get_user_model
+
+    qn = connection.ops.quote_name
+    user_model = get_user_model()
+    token_table, user_table = qn(ApiToken._meta.db_table), qn(user_model._meta.db_table)
+    token_fields = list(ApiToken._meta.concrete_fields)
+    user_fields = list(user_model._meta.concrete_fields)
+    columns = [f"{token_table}.{qn(f.column)}" for f in token_fields]
+    columns += [f"{user_table}.{qn(f.column)}" for f in user_fields]
+    params: list[Any] = []
+    extra = []
+    for name, expression in _annotations().items():
+        columns.append(f"({expression.sql}) AS {qn(name)}")
+        params.extend(expression.params)
+        extra.append(name)
+    user_fk = qn(ApiToken._meta.get_field("user").column)
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {token_table} "  # noqa: S608  # nosec B608
+        f"INNER JOIN {user_table} ON {user_table}.{qn(user_model._meta.pk.column)} = "
+        f"{token_table}.{user_fk} WHERE {token_table}.{qn('prefix')} = %s"
+    )
+    return (
+        sql,
+        params,
+        [f.attname for f in token_fields],
+        [f.attname for f in user_fields],
+        extra,
+    )
+
+
 class BearerTokenAuthentication(authentication.BaseAuthentication):
     """``Authorization: Bearer chtr_<prefix>_<secret>``. Expired and revoked tokens fail."""
 
@@ -69,7 +131,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         pieces = raw.split("_", 2)  # the secret itself may contain "_"
         if len(pieces) != 3 or pieces[0] != TOKEN_PREFIX:
             raise exceptions.AuthenticationFailed("Malformed API token.")
-        token = _tokens().filter(prefix=pieces[1]).first()
+        token = _fetch_token(pieces[1])
         if token is None or not token.matches(raw):
             raise exceptions.AuthenticationFailed("Invalid API token.")
         if token.revoked_at is not None:

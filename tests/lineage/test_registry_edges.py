@@ -223,3 +223,25 @@ def test_parent_run_facet_links_runs(world: Any, pipeline_a: Pipeline) -> None:
     assert ("job:airflow:loans_dag", f"run:{parent_run}", "run_of") in edges
     # The parent run's node exists before its own events arrive, without times yet.
     assert LineageNode.objects.get(key=f"run:{parent_run}").valid_from is None
+
+
+def test_a_new_objects_node_takes_over_a_stale_node_with_its_key(world: Any) -> None:
+    """A new registry object's node is inserted without a read first; a node left with the
+    same key (SQLite can hand a deleted row's id out again) is updated, not duplicated."""
+    from lineage.models import key_digest
+    from lineage.registry_sync import NODE_ID, upsert_node
+
+    t = world.tree["a"]
+    mv = t["model_version"]
+    node = LineageNode.objects.get(key=key(mv))
+    LineageNode.objects.filter(pk=node.pk).update(label="stale", attrs={"status": "old"})
+    again = upsert_node(mv, created=True)
+    assert again.pk == node.pk
+    fresh = LineageNode.objects.get(key_hash=key_digest(key(mv)))
+    assert fresh.label == f"{mv.model.name}@{mv.version}"
+    assert fresh.attrs == {"status": mv.status}
+    assert LineageNode.objects.filter(key=key(mv)).count() == 1
+    # a version created through the service carries its node's id for its links
+    created = f.model_version(t["model"], training_datasets=[t["dataset_version"]])
+    assert getattr(created, NODE_ID) == LineageNode.objects.get(key=key(created)).pk
+    assert (key(t["dataset_version"]), key(created), "trained_on") in live_edges()
