@@ -12,7 +12,9 @@ Starts, on this machine and the same PostgreSQL:
   account with a token scoped to one use case;
 - MLflow: ``mlflow server`` with 2 workers, backend store
   ``postgresql+psycopg://postgres@127.0.0.1:5432/mlflow_bench`` (dropped and recreated
-  here), artifacts under ``var/bench/``.
+  here), artifacts under ``var/bench/``, its job runner off
+  (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false``: registration does not use it, and its idle
+  consumers' polling would take CPU from both servers).
 
 Then times, alternating blocks of ``--block`` calls between the three so that machine
 noise hits them alike (after ``--warmup`` untimed calls each), ``--n`` calls of:
@@ -235,6 +237,10 @@ def main() -> None:
             "2",
         ],
         "mlflow-server.log",
+        # MLflow 3's server also starts a job runner (seven huey consumers) unless told not
+        # to; idle, they poll and took ~28% of a core each here (2 cores), slowing both
+        # contenders. Model registration does not use them.
+        {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     try:
         wait_http(f"http://127.0.0.1:{charter_port}/login/", charter, "gunicorn")

@@ -230,12 +230,20 @@ class _UseCases:
         self._granted: dict[str, set[int]] | None = None
 
     def _grants(self) -> dict[str, set[int]]:
-        """The caller's object grants (view, contribute) by use case: two queries."""
+        """The caller's object grants (view, contribute) by use case: two queries, or none
+        when they came with the request's API token (``portal.permissions.preload_user``)."""
         if self._granted is None:
+            from portal.permissions import GRANTS_ATTR
             from registry.models import UseCaseGroupObjectPermission, UseCaseUserObjectPermission
 
             user = self.access.user
             codes = ("view_usecase", "contribute_usecase")
+            preloaded = getattr(user, GRANTS_ATTR, None)
+            if preloaded is not None:  # read with the request's API token: no queries
+                self._granted = {
+                    c: {pk for pk, names in preloaded.items() if c in names} for c in codes
+                }
+                return self._granted
             self._granted = {c: set() for c in codes}
             rows = list(
                 UseCaseUserObjectPermission.objects.filter(

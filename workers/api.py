@@ -368,7 +368,8 @@ def _too_large(limit: int, length: int) -> Response:
 def _visible_deployment(request: Request, pk: int) -> Deployment:
     access = Access.for_request(request)
     return get_object_or_404(
-        access.filter(Deployment.objects.select_related("use_case", "model_version")), pk=pk
+        access.filter(Deployment.objects.select_related("use_case", "model_version", "monitoring")),
+        pk=pk,
     )
 
 
@@ -422,7 +423,7 @@ class _IntakeView(APIView):
             found = services.existing_batch(deployment, key)
             if found is not None:
                 return self.answer(services.replay(found, digest), replayed=True)
-            ref = services.reference_for(deployment)
+            ref = services.reference_for(deployment, defer_profile=True)
             if ref is None and self.kind != TelemetryBatch.Kind.LABELS:
                 return _error(
                     409,
@@ -446,14 +447,14 @@ class _IntakeView(APIView):
                 timestamp=timestamp,
                 payload=payload if file is None else None,
                 file=file,
+                looked_up=True,
             )
         except services.Conflict as exc:
             return _conflict(exc)
         return self.answer(batch, replayed=replayed)
 
     def answer(self, batch: TelemetryBatch, *, replayed: bool) -> Response:
-        body = dict(batch.response)
-        body["status"] = "queued"  # the original response, whatever happened since
+        body = services.answer_body(batch)
         headers = {"Idempotent-Replayed": "true"} if replayed else {}
         return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
 

@@ -278,17 +278,22 @@ def parsed_reference(ref: ReferenceProfile) -> DatasetProfile:
     return cached
 
 
-def reference_for(deployment: Deployment) -> ReferenceProfile | None:
+def reference_for(
+    deployment: Deployment, *, defer_profile: bool = False
+) -> ReferenceProfile | None:
     """The drift baseline of a deployment: the ready reference profile of its model version's
-    first training dataset version (by id) that has one."""
-    return (
-        ReferenceProfile.objects.filter(
-            dataset_version__trained_model_versions=deployment.model_version_id,
-            status=ReferenceProfile.Status.READY,
-        )
-        .order_by("dataset_version_id")
-        .first()
-    )
+    first training dataset version (by id) that has one.
+
+    ``defer_profile``: leave the profile document unread (telemetry intake checks batches
+    against :func:`parsed_reference`, which keeps parsed profiles by id and digest, so the
+    document is read, once, only by a process that has not parsed it yet)."""
+    refs = ReferenceProfile.objects.filter(
+        dataset_version__trained_model_versions=deployment.model_version_id,
+        status=ReferenceProfile.Status.READY,
+    ).order_by("dataset_version_id")
+    if defer_profile:
+        refs = refs.defer("profile")
+    return refs.first()
 
 
 def inputs_of(ref: ReferenceProfile) -> DatasetProfile:
@@ -306,7 +311,11 @@ def schema_for(ref: ReferenceProfile) -> Schema:
 
 def config_for(deployment: Deployment) -> MonitoringConfig:
     """The deployment's monitoring config (an unsaved default when none was set)."""
-    existing = MonitoringConfig.objects.filter(deployment=deployment).first()
+    relation = Deployment._meta.get_field("monitoring")
+    if relation.is_cached(deployment):  # read with the deployment (select_related)
+        existing = relation.get_cached_value(deployment)
+    else:
+        existing = MonitoringConfig.objects.filter(deployment=deployment).first()
     if existing is not None:
         return existing
     return MonitoringConfig(
@@ -440,14 +449,17 @@ def accept_batch(
     payload: dict[str, Any] | None = None,
     file: File | None = None,
     queue: bool = True,
+    looked_up: bool = False,
 ) -> tuple[TelemetryBatch, bool]:
     """Store a checked batch and queue its fold; ``(batch, replayed)``.
 
     A retry with the same key and body returns the original batch (``replayed``); the same key
     with another body is a :class:`Conflict`. The unique key makes concurrent retries safe.
+    ``looked_up``: the caller has just found no batch with this key (:func:`existing_batch`),
+    so it is not asked again; a concurrent one is still caught by the unique key.
     """
     access.require_contribute(deployment.use_case)
-    found = existing_batch(deployment, key)
+    found = None if looked_up else existing_batch(deployment, key)
     if found is not None:
         return replay(found, digest), True
     start = end = None
@@ -470,9 +482,8 @@ def accept_batch(
         with transaction.atomic():
             if file is not None:
                 batch.file.save(f"{deployment.pk}-{digest[:16]}", file, save=False)
+            batch.response = batch_response(batch)  # its id is added when it is answered
             batch.save()
-            batch.response = batch_response(batch)
-            batch.save(update_fields=["response"])
             if queue:
                 from workers.tasks import fold_telemetry_batch
 
@@ -491,8 +502,9 @@ def accept_batch(
 
 
 def batch_response(batch: TelemetryBatch) -> dict[str, Any]:
+    """The answer to the batch's intake, less its id (stored before the row has one; see
+    :func:`answer_body`)."""
     return {
-        "id": batch.pk,
         "deployment": batch.deployment_id,
         "kind": batch.kind,
         "idempotency_key": batch.idempotency_key,
@@ -502,6 +514,12 @@ def batch_response(batch: TelemetryBatch) -> dict[str, Any]:
         "window_end": batch.window_end.isoformat() if batch.window_end else None,
         "status": "queued",
     }
+
+
+def answer_body(batch: TelemetryBatch) -> dict[str, Any]:
+    """What an intake of ``batch`` answers, a replay included: the stored response with the
+    batch's id first and the status ``queued`` (whatever happened since)."""
+    return {"id": batch.pk, **(batch.response or {}), "status": "queued"}
 
 
 # ---------------------------------------------------------------- folding

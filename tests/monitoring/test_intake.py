@@ -260,3 +260,30 @@ def test_client_profiles_are_checked(world: Any, dep: Any) -> None:
         assert response.status_code == 400, response.json()
         assert field in response.json()["errors"], response.json()
     _nothing_written()
+
+
+def test_intake_reads_each_thing_once_and_writes_the_batch_in_one_insert(
+    world: Any, dep: Any
+) -> None:
+    """The key is looked up once, the monitoring config comes with the deployment, the
+    reference's profile document is not re-read by a process that has parsed it, and the
+    batch is one INSERT (its answer is stored with it, its id added when answering)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = world.client("contributor_a")
+    assert rig.post(client, dep, rig.rows(5), k="warm").status_code == 202
+    with CaptureQueriesContext(connection) as ctx:
+        response = rig.post(client, dep, rig.rows(5), k="counted")
+    assert response.status_code == 202, response.json()
+    batch = TelemetryBatch.objects.get(idempotency_key="counted")
+    assert response.json()["id"] == batch.pk and response.json()["status"] == "queued"
+    sql = [q["sql"] for q in ctx.captured_queries]
+    assert len([s for s in sql if s.startswith('SELECT "workers_telemetrybatch"')]) == 1
+    assert not [s for s in sql if s.startswith('UPDATE "workers_telemetrybatch"')]
+    assert not [s for s in sql if s.startswith('SELECT "workers_monitoringconfig"')]
+    refs = [s for s in sql if 'FROM "workers_referenceprofile"' in s]
+    assert len(refs) == 1 and '"workers_referenceprofile"."profile"' not in refs[0]
+    # a replay answers the same, id included
+    again = rig.post(client, dep, rig.rows(5), k="counted")
+    assert again.status_code == 202 and again.json() == response.json()

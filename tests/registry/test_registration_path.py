@@ -92,7 +92,7 @@ def test_statement_budget_and_what_is_no_longer_asked(world: Any, pipeline: Any)
     # the new version's lineage node is inserted (no read first) and its edges need no read
     # of edges already there: the only node read is the dataset versions' nodes
     node_reads = [s for s in statements if s.startswith("SELECT") and "lineage_lineagenode" in s]
-    assert len(node_reads) == 1 and '"kind" = \'model_version\'' not in node_reads[0]
+    assert len(node_reads) == 1 and "\"kind\" = 'model_version'" not in node_reads[0]
     assert not [s for s in statements if s.startswith("SELECT") and "lineage_lineageedge" in s]
 
 
