@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import weakref
 from datetime import timedelta
 from typing import Any
 
@@ -52,14 +53,19 @@ def _annotations() -> dict[str, Any]:
 def _fetch_token(prefix: str) -> ApiToken | None:
     """The token with this prefix, its user and (on PostgreSQL) its scope and rights.
 
-    On PostgreSQL the statement is written once per process (:func:`_token_statement`) and
-    the row turned into objects with ``Model.from_db``: what ``_tokens()`` reads, less the
-    ORM compiling the same query on every request."""
+    On PostgreSQL the statement is written once per process (:func:`_token_statement`),
+    prepared once per database session (:func:`_prepare`) and its row turned into objects
+    with ``Model.from_db``: what ``_tokens()`` reads, less the ORM compiling and PostgreSQL
+    planning the same query on every request."""
     if connection.vendor != "postgresql":
         return _tokens().filter(prefix=prefix).first()
     sql, params, token_fields, user_fields, extra = _token_statement()
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, prefix])
+        if settings.CHARTER_DB_PREPARED_STATEMENTS:
+            _prepare(cursor, sql, params)
+            cursor.execute(f"EXECUTE {PREPARED_TOKEN_STATEMENT}(%s)", [prefix])
+        else:
+            cursor.execute(sql, [*params, prefix])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -74,6 +80,33 @@ def _fetch_token(prefix: str) -> ApiToken | None:
     for name, value in zip(extra, row[split + len(user_fields) :], strict=True):
         setattr(token, name, value)
     return token
+
+
+#: The token statement, prepared once per database session: PostgreSQL plans it (its
+#: subqueries took ~1.5 ms to plan against ~0.5 ms to run) once instead of per request.
+PREPARED_TOKEN_STATEMENT = "charter_token_by_prefix"
+_prepared: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def _prepare(cursor: Any, sql: str, params: list[Any]) -> None:
+    """``PREPARE`` the token statement on this connection's session unless it has been.
+
+    Prepared statements are session state and outlive transactions (a rollback keeps
+    them); a new connection (reconnect, restart) is a new key here. Behind a pooler that
+    hands sessions out per transaction, set ``DATABASE_PREPARED_STATEMENTS=false``."""
+    raw = connection.connection
+    if raw in _prepared:
+        return
+    cursor.execute(
+        "SELECT 1 FROM pg_prepared_statements WHERE name = %s", [PREPARED_TOKEN_STATEMENT]
+    )
+    if cursor.fetchone() is None:
+        head, _, tail = sql.rpartition("%s")  # the prefix, the statement's last parameter
+        cursor.execute(
+            f"PREPARE {PREPARED_TOKEN_STATEMENT} (text) AS {head}$1{tail}",  # nosec B608
+            params,  # the constants of the rights subqueries, inlined as literals
+        )
+    _prepared[raw] = True
 
 
 @functools.cache

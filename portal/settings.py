@@ -196,6 +196,9 @@ CHARTER_IDEMPOTENCY_TTL_HOURS = env_int("CHARTER_IDEMPOTENCY_TTL_HOURS", 48)
 CHARTER_IDEMPOTENCY_PENDING_SECONDS = env_int("CHARTER_IDEMPOTENCY_PENDING_SECONDS", 300)
 CHARTER_TOKEN_DEFAULT_DAYS = env_int("CHARTER_TOKEN_DEFAULT_DAYS", 90)
 CHARTER_TOKEN_LAST_USED_RESOLUTION_S = 60
+# The API token lookup is a prepared statement (PostgreSQL session state); turn off behind a
+# connection pooler in transaction mode (PgBouncer's pool_mode=transaction).
+CHARTER_DB_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 
 # Retraining executors (workers/executors/): name -> {"class": dotted path, "options": {...}},
 # from CHARTER_EXECUTORS as JSON; the local-process executor when unset.

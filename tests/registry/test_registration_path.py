@@ -21,7 +21,7 @@ from rest_framework.test import APIClient
 from audits.models import AuditEvent
 from lineage.models import LineageEdge, LineageNode
 from portal import roles
-from portal.auth import BearerTokenAuthentication
+from portal.auth import PREPARED_TOKEN_STATEMENT, BearerTokenAuthentication
 from portal.models import WebhookDelivery
 from portal.permissions import GRANTS_ATTR, Access
 from portal.services import grant_access, issue_token, revoke_access, revoke_token
@@ -82,8 +82,12 @@ def test_statement_budget_and_what_is_no_longer_asked(world: Any, pipeline: Any)
     statements = [q["sql"] for q in ctx.captured_queries]
     assert len(statements) <= STATEMENT_BUDGET, "\n".join(s[:160] for s in statements)
     joined = "\n".join(statements)
-    # rights come with the token (one statement), never from guardian's tables again
-    assert joined.count("objectpermission") == 2  # the two grant subqueries, in one statement
+    # rights come with the token: one execution of the prepared token statement (whose
+    # text holds the two grant subqueries), never a query of guardian's tables
+    assert [s for s in statements if s.startswith("EXECUTE ")] == [
+        f"EXECUTE {PREPARED_TOKEN_STATEMENT}('{pipeline['token'].prefix}')"
+    ]
+    assert "objectpermission" not in joined
     # the use case comes with the model (a join), not in a statement of its own
     assert not [s for s in statements if s.startswith('SELECT "registry_usecase"')]
     # nothing is read back for the answer: no artifacts, evidence or links queried
@@ -252,3 +256,32 @@ def test_webhook_fires_on_registration(world: Any, pipeline: Any, settings: Any)
     deliveries = WebhookDelivery.objects.filter(event="version.registered")
     assert [d.subscription_id for d in deliveries] == [sub.pk]
     assert deliveries.get().payload["object"]["id"] == str(response.json()["id"])
+
+
+def test_the_prepared_token_statement_follows_the_connection(
+    world: Any, pipeline: Any, settings: Any
+) -> None:
+    """Prepared once per database session (a new session, e.g. after the PostgreSQL restart
+    in tests/faults, prepares it again): a rolled-back request keeps it, and with prepared
+    statements off the plain statement runs."""
+    client = pipeline["client"]
+    assert post(client, body(world, "p1")).status_code == 201
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE name = %s",
+            [PREPARED_TOKEN_STATEMENT],
+        )
+        assert cursor.fetchone()[0] == 1
+    # a refused request (rolled back) leaves the session's statement usable
+    assert post(client, body(world, "p1")).status_code == 400
+    assert post(client, body(world, "p2")).status_code == 201
+    # a revoked token fails on its next request: nothing is cached beyond the row read
+    revoke_token(SYSTEM, pipeline["token"], reason="rotated")
+    assert post(client, body(world, "p3")).status_code == 401
+    settings.CHARTER_DB_PREPARED_STATEMENTS = False
+    _, secret = issue_token(SYSTEM, user=pipeline["user"], name="plain", use_cases=[world.uc_a])
+    plain = APIClient()
+    plain.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    with CaptureQueriesContext(connection) as ctx:
+        assert post(plain, body(world, "p4")).status_code == 201
+    assert not [q for q in ctx.captured_queries if q["sql"].startswith("EXECUTE")]
