@@ -72,10 +72,7 @@ def upsert_node(obj: Any, *, created: bool = False) -> LineageNode:
             attrs=attrs,
         )
         if spec.kind == NodeKind.DEPLOYMENT:
-            _live_intervals(obj, attrs)
-            spans = attrs["live"]
-            node.valid_from = _parse(spans[0][0]) if spans else None
-            node.valid_to = _parse(spans[-1][1]) if spans and spans[-1][1] else None
+            _set_live(obj, node, attrs)
         LineageNode.objects.bulk_create(
             [node],
             update_conflicts=True,
@@ -90,10 +87,7 @@ def upsert_node(obj: Any, *, created: bool = False) -> LineageNode:
         )
     attrs = {**node.attrs, **spec.attrs}
     if spec.kind == NodeKind.DEPLOYMENT:
-        _live_intervals(obj, attrs)
-        spans = attrs["live"]
-        node.valid_from = _parse(spans[0][0]) if spans else None
-        node.valid_to = _parse(spans[-1][1]) if spans and spans[-1][1] else None
+        _set_live(obj, node, attrs)
     changed = (
         node.pk is None
         or node.label != spec.label
@@ -104,6 +98,14 @@ def upsert_node(obj: Any, *, created: bool = False) -> LineageNode:
     if changed:
         node.save()
     return node
+
+
+def _set_live(deployment: Any, node: LineageNode, attrs: dict[str, Any]) -> None:
+    """A deployment node's live intervals (``attrs["live"]``) and the span they cover."""
+    _live_intervals(deployment, attrs)
+    spans = attrs["live"]
+    node.valid_from = _parse(spans[0][0]) if spans else None
+    node.valid_to = _parse(spans[-1][1]) if spans and spans[-1][1] else None
 
 
 def _parse(value: str) -> Any:

@@ -9,7 +9,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
@@ -17,18 +16,6 @@ from rest_framework import authentication, exceptions
 from audits import context
 from portal import permissions
 from portal.models import TOKEN_PREFIX, ApiToken
-
-
-def _tokens() -> QuerySet[ApiToken]:
-    """Tokens with their user; on PostgreSQL also the token's use-case scope
-    (``scope_ids``) and the user's permissions and use-case grants (array subqueries,
-    see ``portal.permissions.preload_annotations``), so that a request reads its
-    token, scope and rights in one statement. Nothing is cached between requests: a
-    revoked token, grant or role counts from the next request on."""
-    queryset = ApiToken.objects.select_related("user")
-    if connection.vendor != "postgresql":
-        return queryset  # scope and rights are read when first needed (portal.permissions)
-    return queryset.annotate(**_annotations())
 
 
 @functools.cache
@@ -51,14 +38,16 @@ def _annotations() -> dict[str, Any]:
 
 
 def _fetch_token(prefix: str) -> ApiToken | None:
-    """The token with this prefix, its user and (on PostgreSQL) its scope and rights.
+    """The token with this prefix, its user and (on PostgreSQL) its use-case scope
+    (``scope_ids``) and the user's permissions and use-case grants, in one statement.
 
     On PostgreSQL the statement is written once per process (:func:`_token_statement`),
     prepared once per database session (:func:`_prepare`) and its row turned into objects
-    with ``Model.from_db``: what ``_tokens()`` reads, less the ORM compiling and PostgreSQL
-    planning the same query on every request."""
+    with ``Model.from_db``, so neither the ORM compiles nor PostgreSQL plans it per request.
+    Nothing is cached between requests: a revoked token, grant or role counts from the next
+    request on. Elsewhere scope and rights are read when first needed (portal.permissions)."""
     if connection.vendor != "postgresql":
-        return _tokens().filter(prefix=prefix).first()
+        return ApiToken.objects.select_related("user").filter(prefix=prefix).first()
     sql, params, token_fields, user_fields, extra = _token_statement()
     with connection.cursor() as cursor:
         if settings.CHARTER_DB_PREPARED_STATEMENTS:
