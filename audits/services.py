@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from audits import context
 from audits.models import GENESIS_HASH, AuditEvent, Checkpoint
-from portal.webhooks import on_audit_event
+from portal.webhooks import ACTIVE_SUBSCRIPTIONS_SUBQUERY, candidate_events, on_audit_event
 
 # Arbitrary constant naming the audit chain's advisory lock.
 AUDIT_LOCK_KEY = 0x43484152  # "CHAR"
@@ -100,21 +100,31 @@ def _seed_head(cursor: Any) -> None:
     cursor.execute(_SEED_HEAD, [GENESIS_HASH])
 
 
-def _append_postgresql(body: dict[str, Any], columns: dict[str, Any]) -> tuple[Any, ...]:
+_APPEND_SQL = (
+    "SELECT a.*{extra} FROM charter_audit_append(%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, "
+    "%s, %s, %s, %s) a"
+)
+
+
+def _append_postgresql(
+    body: dict[str, Any], columns: dict[str, Any], *, subscriptions: bool = False
+) -> tuple[Any, ...]:
     """Append in one call of ``charter_audit_append`` (audits migration 0007).
 
     The function locks the head row (``SELECT … FOR UPDATE`` returns the latest
     committed head even after waiting for another writer, so appends queue up and
     never fork), splices seq and time into the pre-canonicalised JSON, hashes it
     with PostgreSQL's ``sha256()``, inserts the event and moves the head.
+    ``subscriptions``: the same statement also reads the active webhook subscriptions
+    (one more column), for an event that a webhook could stand for.
     """
     text = canonical({"seq": 0, "time": "", **body}).decode("utf-8")
     before, mark, after = text.rpartition(_SEQ_TIME_MARK)
     assert mark, "canonical form lost the seq/time marker"
+    extra = f", {ACTIVE_SUBSCRIPTIONS_SUBQUERY}" if subscriptions else ""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT * FROM charter_audit_append(%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, "
-            "%s, %s, %s, %s)",
+            _APPEND_SQL.format(extra=extra),
             [before + '"seq":', after, *(columns[c] for c in _FIXED_COLUMNS)],
         )
         return cursor.fetchone()
@@ -165,14 +175,15 @@ def record(
         user_agent=body["user_agent"],
         channel=ctx.channel,
     )
+    candidates = candidate_events(action, object_type, event.changes)
     if connection.vendor == "postgresql":
         columns = {c: getattr(event, c) for c in _FIXED_COLUMNS}
         columns["changes"] = json.dumps(event.changes)
-        row = _append_postgresql(body, columns)
-        event.pk, event.seq, event.created_at, event.payload, event.prev_hash, event.hash = row
+        row = _append_postgresql(body, columns, subscriptions=bool(candidates))
+        event.pk, event.seq, event.created_at, event.payload, event.prev_hash, event.hash = row[:6]
         event._state.adding = False
         event._state.db = connection.alias
-        return on_audit_event(event)
+        return on_audit_event(event, candidates, row[6] if candidates else None)
     # SQLite: transactions take the database write lock up front (IMMEDIATE mode).
     head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
     event.seq, event.prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
@@ -181,7 +192,7 @@ def record(
     event.payload = payload.decode("utf-8")
     event.hash = chain_hash(event.prev_hash, payload)
     event.save()
-    return on_audit_event(event)
+    return on_audit_event(event, candidates)
 
 
 def record_access(action: str, *, actor: Any, obj: models.Model, **extra: Any) -> AuditEvent:

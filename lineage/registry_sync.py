@@ -176,6 +176,17 @@ def link_many(
     # An object created in this transaction: its node was just made (on_save) and has no
     # edges of this kind yet, as ``registry.services._save_new`` links each relation once.
     known = getattr(instance, NODE_ID, None) if getattr(instance, CREATING, False) else None
+    if known is not None:
+        linked = _insert_edges_from_nodes(known, other_kind, pks, kind, instance_is_src)
+        if linked == len(pks):
+            return
+        # Some rows had no node yet (rare: registry writes make their nodes); those edges
+        # were not inserted, and the general path below links what is left.
+        pks -= set(
+            LineageNode.objects.filter(kind=other_kind, object_id__in=pks).values_list(
+                "object_id", flat=True
+            )
+        )
     wanted = Q(kind=other_kind, object_id__in=pks)
     if known is None:
         wanted |= Q(kind=own_kind, object_id=instance.pk)
@@ -216,6 +227,29 @@ def link_many(
     ]
     if new:
         LineageEdge.objects.bulk_create(new)
+
+
+def _insert_edges_from_nodes(
+    own: int, other_kind: str, pks: set[int], kind: str, own_is_src: bool
+) -> int:
+    """Edges between node ``own`` and the existing nodes of ``other_kind`` rows ``pks``,
+    in one ``INSERT … SELECT`` (no read of the nodes first); the number inserted."""
+    from django.db import connection
+
+    edge, node = LineageEdge._meta.db_table, LineageNode._meta.db_table
+    q = connection.ops.quote_name
+    ends = "%s, n.id" if own_is_src else "n.id, %s"
+    placeholders = ", ".join(["%s"] * len(pks))
+    sql = (
+        f"INSERT INTO {q(edge)} (src_id, dst_id, kind, detail, source, created_at) "  # noqa: S608  # nosec B608
+        f"SELECT {ends}, %s, %s, %s, %s FROM {q(node)} n "
+        f"WHERE n.kind = %s AND n.object_id IN ({placeholders})"
+    )
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    params = [own, kind, "{}", LineageEdge.Source.REGISTRY, now, other_kind, *sorted(pks)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
 
 
 def unlink(*, kind: str, src: Any = None, dst: Any = None, keep_src: Any = None) -> None:

@@ -138,17 +138,38 @@ def event_names(
     return []
 
 
-def on_audit_event(event: AuditEvent) -> AuditEvent:
+def candidate_events(action: str, object_type: str, changes: Any) -> set[str]:
+    """The webhook events an audit event could stand for, before its object is read."""
+    names = event_names(action, object_type, changes)
+    if object_type == "workers.incident" and action == AuditEvent.Action.CREATE:
+        names = [*names, WebhookEvent.DRIFT_ALERT]  # a candidate until the object is seen
+    return set(names)
+
+
+#: Subscription rows to hand to :func:`on_audit_event`, read in the audit append's own
+#: statement (``audits.services``): ``[[id, events], …]`` of the active subscriptions.
+ACTIVE_SUBSCRIPTIONS_SUBQUERY = (
+    "(SELECT coalesce(json_agg(json_build_array(s.id, s.events)), '[]'::json) "
+    "FROM portal_webhooksubscription s WHERE s.active)"
+)
+
+
+def on_audit_event(
+    event: AuditEvent,
+    candidates: set[str] | None = None,
+    subscriptions: list[Any] | None = None,
+) -> AuditEvent:
     """Called by ``audits.services.record`` for every new event, inside its transaction.
 
-    Costs nothing for events no webhook stands for, and one query for those that do
-    while no subscription wants them.
+    Costs nothing for events no webhook stands for. For those that do, the active
+    subscriptions are read (unless the caller passes ``subscriptions``, the rows of
+    :data:`ACTIVE_SUBSCRIPTIONS_SUBQUERY` read with the event's own insert), and that is
+    all while none wants them.
     """
-    names = event_names(event.action, event.object_type, event.changes)
-    if event.object_type == "workers.incident" and event.action == AuditEvent.Action.CREATE:
-        names = [*names, WebhookEvent.DRIFT_ALERT]  # a candidate until the object is seen
-    if names:
-        _fan_out(event, set(names))
+    if candidates is None:
+        candidates = candidate_events(event.action, event.object_type, event.changes)
+    if candidates:
+        _fan_out(event, candidates, subscriptions)
     return event
 
 
@@ -197,15 +218,17 @@ def _still_entitled(sub: WebhookSubscription, use_case: Any) -> bool:
     return use_case is not None and access.can_view(use_case)
 
 
-def _wanted(candidates: set[str]) -> list[int]:
+def _wanted(candidates: set[str], rows: list[Any] | None = None) -> list[int]:
     """Ids of the active subscriptions that want one of ``candidates``.
 
-    One short statement with SQL written once per process: on every registration, and
-    usually answered "none", so it skips the ORM's query building.
+    ``rows``: ``(id, events)`` of the active subscriptions when already read; otherwise
+    one short statement with SQL written once per process (it skips the ORM's query
+    building, as it runs for most writes and is usually answered "none").
     """
-    with connection.cursor() as cursor:
-        cursor.execute(_active_events_sql())
-        rows = cursor.fetchall()
+    if rows is None:
+        with connection.cursor() as cursor:
+            cursor.execute(_active_events_sql())
+            rows = cursor.fetchall()
     wanted = []
     for pk, events in rows:
         names = json.loads(events) if isinstance(events, str | bytes) else events
@@ -224,8 +247,8 @@ def _active_events_sql() -> str:
     )
 
 
-def _fan_out(event: AuditEvent, candidates: set[str]) -> None:
-    wanted = _wanted(candidates)
+def _fan_out(event: AuditEvent, candidates: set[str], rows: list[Any] | None = None) -> None:
+    wanted = _wanted(candidates, rows)
     if not wanted:
         return
     subs = [

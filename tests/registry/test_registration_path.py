@@ -93,11 +93,14 @@ def test_statement_budget_and_what_is_no_longer_asked(world: Any, pipeline: Any)
     # nothing is read back for the answer: no artifacts, evidence or links queried
     assert "registry_artifact" not in joined and "registry_evidence" not in joined
     assert "approvals_approvalrequest" not in joined  # nothing to void on a new version
-    # the new version's lineage node is inserted (no read first) and its edges need no read
-    # of edges already there: the only node read is the dataset versions' nodes
-    node_reads = [s for s in statements if s.startswith("SELECT") and "lineage_lineagenode" in s]
-    assert len(node_reads) == 1 and "\"kind\" = 'model_version'" not in node_reads[0]
-    assert not [s for s in statements if s.startswith("SELECT") and "lineage_lineageedge" in s]
+    # the new version's lineage node is inserted (no read first) and its edges are inserted
+    # from the dataset versions' nodes in the same statement: no node or edge is read
+    assert not [s for s in statements if s.startswith("SELECT") and "lineage_lineage" in s]
+    edge_inserts = [s for s in statements if s.startswith('INSERT INTO "lineage_lineageedge"')]
+    assert len(edge_inserts) == 1 and "SELECT" in edge_inserts[0]
+    # the webhook subscriptions are read by the audit append's own statement
+    reads = [s for s in statements if s.startswith("SELECT") and "webhooksubscription" in s]
+    assert len(reads) == 1 and "charter_audit_append" in reads[0]
 
 
 def test_answer_matches_what_was_stored(world: Any, pipeline: Any) -> None:
