@@ -17,6 +17,7 @@ them), which answers "what was in production at time T".
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -73,12 +74,7 @@ def upsert_node(obj: Any, *, created: bool = False) -> LineageNode:
         )
         if spec.kind == NodeKind.DEPLOYMENT:
             _set_live(obj, node, attrs)
-        LineageNode.objects.bulk_create(
-            [node],
-            update_conflicts=True,
-            unique_fields=["key_hash"],
-            update_fields=[*_NODE_FIELDS, "updated_at"],
-        )
+        _insert_node(node)
         return node
     node = LineageNode.objects.filter(key_hash=digest).first()
     if node is None:
@@ -98,6 +94,38 @@ def upsert_node(obj: Any, *, created: bool = False) -> LineageNode:
     if changed:
         node.save()
     return node
+
+
+def _insert_node(node: LineageNode) -> None:
+    """``INSERT … ON CONFLICT (key_hash) DO UPDATE … RETURNING id`` of a new node: what
+    ``bulk_create(update_conflicts=True)`` sends, with the statement written once per
+    process and the values prepared by the fields themselves (``get_db_prep_save``)."""
+    from django.db import connection
+
+    sql, fields = _node_insert_statement(connection.vendor)
+    values = [f.get_db_prep_save(f.pre_save(node, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        node.pk = cursor.fetchone()[0]
+    node._state.adding, node._state.db = False, connection.alias
+
+
+@functools.cache
+def _node_insert_statement(vendor: str) -> tuple[str, list[Any]]:
+    from django.db import connection
+
+    q = connection.ops.quote_name
+    meta = LineageNode._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    update = [meta.get_field(name).column for name in [*_NODE_FIELDS, "updated_at"]]
+    sql = (
+        f"INSERT INTO {q(meta.db_table)} ({', '.join(q(f.column) for f in fields)}) "  # noqa: S608  # nosec B608
+        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"ON CONFLICT ({q(meta.get_field('key_hash').column)}) DO UPDATE SET "
+        + ", ".join(f"{q(c)} = EXCLUDED.{q(c)}" for c in update)
+        + f" RETURNING {q(meta.pk.column)}"
+    )
+    return sql, fields
 
 
 def _set_live(deployment: Any, node: LineageNode, attrs: dict[str, Any]) -> None:

@@ -1,19 +1,20 @@
 """``Idempotency-Key`` for API writes: a retried request is answered, not repeated.
 
 A POST, PUT, PATCH or DELETE under ``/api/`` that carries an ``Idempotency-Key``
-header is recorded before it runs (one row per caller and key). When the same
-caller sends the same key again:
+header runs in one transaction with the record of its key and answer (one row per
+caller and key). When the same caller sends the same key again:
 
-- with the same method, path and body, and the first request has finished, the
-  stored response is replayed (header ``Idempotent-Replayed: true``) and nothing
-  is written again;
-- while the first is still running: 409, try again shortly;
+- with the same method, path and body, after the first request committed: the stored
+  response is replayed (header ``Idempotent-Replayed: true``) and nothing is written
+  again;
+- while the first is still running: the repeat waits for it on the key's unique index,
+  then its own writes are rolled back and the first's answer is replayed;
 - with a different request: 422 naming ``Idempotency-Key``.
 
 Responses with a 5xx status are not kept (the retry runs afresh, and what the failed
-request wrote is rolled back with it). The record, the request's writes and the stored
-response commit in one transaction; a record found pending (written by an older version)
-is given up after ``CHARTER_IDEMPOTENCY_PENDING_SECONDS``.
+request wrote is rolled back with it). A record found pending (written by an older
+version, which claimed keys before running) answers 409 while it is recent and is given
+up after ``CHARTER_IDEMPOTENCY_PENDING_SECONDS``, so the next retry runs.
 Records expire after ``CHARTER_IDEMPOTENCY_TTL_HOURS`` (a Celery beat task).
 """
 
@@ -31,10 +32,10 @@ from django.utils import timezone
 from portal.models import IdempotencyRecord
 
 # IdempotencyRecord's table; identifiers in double quotes work on PostgreSQL and SQLite.
-_CLAIM_SQL = (
+_STORE_SQL = (
     'INSERT INTO "portal_idempotencyrecord" '
-    '("principal", "key", "request_sha256", "content_type", "body", "created_at") '
-    "VALUES (%s, %s, %s, '', %s, %s) "
+    '("principal", "key", "request_sha256", "status_code", "content_type", "body", '
+    '"created_at", "completed_at") VALUES (%s, %s, %s, %s, %s, %s, %s, %s) '
     'ON CONFLICT ("principal", "key") DO NOTHING RETURNING "id"'
 )
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -81,30 +82,34 @@ class IdempotencyMiddleware:
         digest = hashlib.sha256(
             b"%s %s\n" % (request.method.encode(), request.get_full_path().encode()) + request.body
         ).hexdigest()
-        # The record, the request's writes and the stored answer commit together: a request
-        # that dies half-way (its worker killed, the database restarted) leaves neither data
-        # nor a record stuck "pending", and a retry can never find the data written but the
-        # answer lost. The claim is one statement: the insert takes the key or finds it taken;
-        # a concurrent request with the same key waits on the unique index until this one
-        # commits (then replays it) or rolls back (then runs itself).
-        with transaction.atomic():
-            claimed = _claim(principal, key, digest)
-            if claimed is None:
-                record = IdempotencyRecord.objects.filter(principal=principal, key=key).first()
-                if record is not None:
-                    response = self._repeat(request, record, digest)
-                    if response is not None:
-                        return response
-                claimed = _claim(principal, key, digest)  # the abandoned record is gone
-                if claimed is None:
-                    response = _error(409, "a request with this key is still being processed")
-                    response["Retry-After"] = "1"
-                    return response
-            return self._run(request, claimed)
+        # The request's writes and the record of its key and answer commit together, in one
+        # transaction: a request that dies half-way (its worker killed, the database
+        # restarted) leaves neither data nor record, and a retry can never find the data
+        # written but the answer lost. The record is one statement at the end: a first use
+        # of the key inserts it; a repeat finds it taken (after waiting on the unique index
+        # for a concurrent first request to commit), rolls its own writes back and answers
+        # as the first did.
+        # An upload's repeat is answered before it runs, so that its file is not stored a
+        # second time only to be rolled back (one read; other requests skip it).
+        record = None
+        if request.content_type.startswith("multipart/"):
+            record = IdempotencyRecord.objects.filter(principal=principal, key=key).first()
+        if record is None:
+            try:
+                with transaction.atomic():
+                    return self._run(request, principal, key, digest)
+            except _KeyTaken:
+                pass
+            record = IdempotencyRecord.objects.filter(principal=principal, key=key).first()
+        if record is None:  # the first request's record expired meanwhile
+            response = _error(409, "a request with this key was just being processed")
+        else:
+            response = self._repeat(record, digest)
+        if response.status_code == 409:
+            response["Retry-After"] = "1"
+        return response
 
-    def _repeat(
-        self, request: HttpRequest, record: IdempotencyRecord, digest: str
-    ) -> HttpResponse | None:
+    def _repeat(self, record: IdempotencyRecord, digest: str) -> HttpResponse:
         if record.request_sha256 != digest:
             return _error(422, "this key was used for a different request")
         if record.completed_at is not None:
@@ -114,41 +119,41 @@ class IdempotencyMiddleware:
             response["Idempotent-Replayed"] = "true"
             return response
         pending = timedelta(seconds=settings.CHARTER_IDEMPOTENCY_PENDING_SECONDS)
-        if record.created_at > timezone.now() - pending:
-            response = _error(409, "a request with this key is still being processed")
-            response["Retry-After"] = "1"
-            return response
-        record.delete()  # abandoned by a crashed worker: run the request again
-        return None
+        if record.created_at <= timezone.now() - pending:
+            record.delete()  # abandoned by a crashed worker of an older version: retry runs
+        return _error(409, "a request with this key is still being processed")
 
-    def _run(self, request: HttpRequest, record_id: int) -> HttpResponse:
+    def _run(self, request: HttpRequest, principal: str, key: str, digest: str) -> HttpResponse:
         """Run the request inside the caller's transaction and store its answer."""
         response = self.get_response(request)
         if response.status_code >= 500:
             transaction.set_rollback(True)  # not kept: the retry runs afresh
             return response
         if getattr(response, "streaming", False):
-            IdempotencyRecord.objects.filter(pk=record_id).delete()
-            return response
-        IdempotencyRecord.objects.filter(pk=record_id).update(
-            status_code=response.status_code,
-            content_type=response.get("Content-Type", ""),
-            body=response.content,
-            completed_at=timezone.now(),
-        )
+            return response  # an answer that cannot be stored: the key is not kept
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _STORE_SQL,
+                [
+                    principal,
+                    key,
+                    digest,
+                    response.status_code,
+                    response.get("Content-Type", ""),
+                    response.content,
+                    now,
+                    now,
+                ],
+            )
+            stored = cursor.fetchone()
+        if stored is None:
+            raise _KeyTaken  # rolls this request's writes back
         return response
 
 
-def _claim(principal: str, key: str, digest: str) -> int | None:
-    """Record a new key as pending; its id, or None when the caller already used the key.
-
-    ``INSERT … ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite): a taken key is not an error,
-    so no savepoint is needed around it even inside a transaction."""
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, [principal, key, digest, b"", now])
-        row = cursor.fetchone()
-    return int(row[0]) if row else None
+class _KeyTaken(Exception):
+    """The key was used before (or by a concurrent request that committed first)."""
 
 
 def purge_expired(now: object = None) -> int:

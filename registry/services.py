@@ -150,7 +150,7 @@ def _link_new(obj: models.Model, name: str, items: list[models.Model]) -> None:
     """
     if not items:
         return
-    from django.db import router
+    from django.db import connections, router
     from django.db.models.signals import m2m_changed
 
     field: Any = obj._meta.get_field(name)
@@ -158,8 +158,8 @@ def _link_new(obj: models.Model, name: str, items: list[models.Model]) -> None:
     if field.remote_field.symmetrical or not through._meta.auto_created:
         getattr(obj, name).add(*items)  # rows both ways, or a through model's own fields
         return
-    source = through._meta.get_field(field.m2m_field_name()).attname
-    target = through._meta.get_field(field.m2m_reverse_field_name()).attname
+    source = through._meta.get_field(field.m2m_field_name()).column
+    target = through._meta.get_field(field.m2m_reverse_field_name()).column
     db = router.db_for_write(through, instance=obj)
     pk_set = {item.pk for item in items}
     signal = {
@@ -171,9 +171,17 @@ def _link_new(obj: models.Model, name: str, items: list[models.Model]) -> None:
         "using": db,
     }
     m2m_changed.send(action="pre_add", **signal)
-    through._default_manager.using(db).bulk_create(
-        [through(**{source: obj.pk, target: pk}) for pk in sorted(pk_set)]
-    )
+    # the rows as one plain INSERT: an auto-created through table has no fields, defaults
+    # or signals of its own, so the ORM's bulk_create would only add its query building
+    connection = connections[db]
+    q = connection.ops.quote_name
+    rows = sorted(pk_set)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {q(through._meta.db_table)} ({q(source)}, {q(target)}) "  # noqa: S608  # nosec B608
+            f"VALUES {', '.join(['(%s, %s)'] * len(rows))}",
+            [value for pk in rows for value in (obj.pk, pk)],
+        )
     m2m_changed.send(action="post_add", **signal)
 
 

@@ -251,26 +251,36 @@ class EvidenceSignatureSerializer(SignatureStatusMixin, serializers.ModelSeriali
         read_only_fields = fields
 
 
+_MODEL_REFERENCE = Model.objects.select_related("use_case").only(
+    "id", "name", "use_case_id", "use_case__id", "use_case__name"
+)
+_DATASET_VERSION_REFERENCE = DatasetVersion.objects.select_related("dataset").only(
+    "id", "dataset_id", "use_case_id", "version", "created_at", "dataset__id", "dataset__name"
+)
+
+
 class ModelVersionSerializer(ServiceSerializer):
     """Register a version with its model card, metrics and dataset links in one call."""
 
     create_service = services.register_model_version
     update_service = services.update_model_version
     parent_fields = ("model",)
-    # with its use case: the service checks the caller's rights on it
-    model = ScopedRelatedField(queryset=Model.objects.select_related("use_case"))
+    # with its use case: the service checks the caller's rights on it. References read the
+    # columns that registering needs (rights, labels, ordering), not the datasheets,
+    # schemas and profiles; anything else is loaded if something asks for it.
+    model = ScopedRelatedField(queryset=_MODEL_REFERENCE)
     use_case = serializers.PrimaryKeyRelatedField(read_only=True)
     parent = ScopedRelatedField(
         queryset=ModelVersion.objects.all(), required=False, allow_null=True
     )
     training_datasets = ScopedRelatedField(
-        queryset=DatasetVersion.objects.select_related("dataset"), many=True, required=False
+        queryset=_DATASET_VERSION_REFERENCE, many=True, required=False
     )
     validation_datasets = ScopedRelatedField(
-        queryset=DatasetVersion.objects.select_related("dataset"), many=True, required=False
+        queryset=_DATASET_VERSION_REFERENCE, many=True, required=False
     )
     test_datasets = ScopedRelatedField(
-        queryset=DatasetVersion.objects.select_related("dataset"), many=True, required=False
+        queryset=_DATASET_VERSION_REFERENCE, many=True, required=False
     )
     registered_by = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True

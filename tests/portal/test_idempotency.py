@@ -101,5 +101,68 @@ def test_in_flight_key_answers_409_and_an_abandoned_one_runs_again(
         created_at=record.created_at
         - timedelta(seconds=settings.CHARTER_IDEMPOTENCY_PENDING_SECONDS + 1)
     )
+    # given up: that answer is still 409 (nothing written), and the next retry runs
+    given_up = _post(client, body, "k-4")
+    assert given_up.status_code == 409 and given_up["Retry-After"] == "1"
+    assert not Dataset.objects.filter(name="pending").exists()
     assert _post(client, body, "k-4").status_code == 201
     assert Dataset.objects.filter(name="pending").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_with_one_key_write_once_and_answer_alike(world: Any) -> None:
+    """Two requests with the same key at once (a client that timed out and retried while
+    the first still ran): the later one waits on the key's unique index, then rolls its
+    own writes back and replays the first's answer."""
+    import threading
+
+    import psycopg
+    from django.conf import settings as django_settings
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.fail("this test needs PostgreSQL (the README's test command provides it)")
+    client = _client(world, "contributor_a")
+    body = {"use_case": world.uc_a.pk, "name": "raced"}
+    db = django_settings.DATABASES["default"]
+    # Hold the audit chain's head so both requests are inside their transactions at once.
+    holder = psycopg.connect(
+        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
+        dbname=db["NAME"], autocommit=False,
+    )  # fmt: skip
+    holder.execute("SELECT seq FROM audits_chainhead WHERE id = 1 FOR UPDATE")
+    answers: list[Any] = []
+    errors: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            answers.append(_post(client, body, "k-race"))
+        except BaseException as exc:  # noqa: BLE001  (reported below)
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    waiting = 0
+    for _ in range(200):  # both requests wait for the head lock
+        waiting = holder.execute(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
+        if waiting >= 2:
+            break
+        threading.Event().wait(0.05)
+    assert waiting >= 2, "both requests should be waiting inside their transactions"
+    holder.rollback()
+    holder.close()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    assert sorted(a.status_code for a in answers) == [201, 201]
+    assert answers[0].json() == answers[1].json()
+    assert sorted(a.get("Idempotent-Replayed", "") for a in answers) == ["", "true"]
+    assert Dataset.objects.filter(name="raced").count() == 1
+    assert IdempotencyRecord.objects.filter(key="k-race").count() == 1
+    created = AuditEvent.objects.filter(object_type="registry.dataset", action="create")
+    assert created.filter(object_repr__contains="raced").count() == 1

@@ -38,7 +38,7 @@ URL = "/api/v1/model-versions/"
 #: upsert and its edges without a read. Keep it from creeping back. (Two of them are the savepoint
 #: the Idempotency-Key transaction opens around the request, so that its record and the
 #: request's writes commit together.)
-STATEMENT_BUDGET = 17
+STATEMENT_BUDGET = 13
 
 
 @pytest.fixture
