@@ -61,7 +61,7 @@ def _private_connection() -> Any:
     """A new connection to the default database (never the request's), with short timeouts."""
     base = connections[DEFAULT_DB_ALIAS].settings_dict
     options = dict(base.get("OPTIONS") or {})
-    if base["ENGINE"] == "django.db.backends.postgresql":
+    if base["ENGINE"] in ("django.db.backends.postgresql", "portal.db.postgresql"):
         options["connect_timeout"] = max(1, int(settings.CHARTER_READINESS_TIMEOUT_S))
     backend = load_backend(base["ENGINE"])
     return backend.DatabaseWrapper({**base, "OPTIONS": options}, DEFAULT_DB_ALIAS)

@@ -1,0 +1,179 @@
+"""Django's PostgreSQL backend, with savepoints sent along with the next statement.
+
+Every nested ``transaction.atomic`` block (a service called inside the request's
+transaction, for one) costs Django two extra round trips to the database: ``SAVEPOINT``
+on entry and ``RELEASE SAVEPOINT`` on exit, each waiting for its answer. Here both are
+queued on the connection instead and sent in the same round trip as the next statement
+(``SAVEPOINT s1; INSERT …``), which psycopg's client-side binding cursor allows. The
+order the server sees is unchanged, so are the savepoints' semantics:
+
+* a savepoint released or rolled back before any statement ran inside it is simply
+  dropped from the queue (nothing to undo);
+* ``ROLLBACK TO SAVEPOINT`` for a savepoint already sent is sent at once (after dropping
+  what was queued since, all of it nested inside);
+* ``COMMIT`` and ``ROLLBACK`` drop the queue (they end every savepoint);
+* anything that does not pass through :class:`Cursor.execute` (a named server-side
+  cursor, ``executemany``, ``COPY``) sends the queue first, on its own.
+
+The transaction's ``BEGIN`` is queued the same way (see ``_set_autocommit``).
+
+Selected with ``ENGINE = "portal.db.postgresql"`` (``portal/settings.py`` does so for a
+``postgres://`` ``DATABASE_URL``).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from django.db.backends.postgresql import base
+from psycopg import pq
+
+#: Statements waiting to go with the next one, per psycopg connection.
+_QUEUES: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
+
+
+def _queue(raw: Any) -> list[str]:
+    queue = _QUEUES.get(raw)
+    if queue is None:
+        queue = _QUEUES[raw] = []
+    return queue
+
+
+def _flush(raw: Any) -> None:
+    """Send what is queued now, on its own (for the paths that cannot carry it)."""
+    queue = _QUEUES.get(raw)
+    if queue:
+        text = "; ".join(queue)
+        queue.clear()
+        with base.Cursor(raw) as cursor:
+            base.Cursor.execute(cursor, text)
+
+
+class Cursor(base.Cursor):
+    """Django's client-side binding cursor; ``execute`` carries the queued statements."""
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        queue = _QUEUES.get(self.connection)
+        if not queue:
+            return super().execute(query, params, **kwargs)
+        if not isinstance(query, str):
+            query = query.decode() if isinstance(query, bytes) else query.as_string(self)
+        carried = list(queue)
+        queue.clear()
+        try:
+            result = super().execute("; ".join([*carried, query]), params, **kwargs)
+        except BaseException:
+            # Nothing reached the server (the query could not be composed, the connection
+            # was already gone): the savepoints are still to be sent. An error from the
+            # server itself comes after the queued statements ran, which never fail alone.
+            if self.connection.info.transaction_status == pq.TransactionStatus.INTRANS:
+                queue[:0] = carried
+            raise
+        for _ in carried:
+            self.nextset()  # to the caller's statement: its rows, rowcount and status
+        return result
+
+    def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        _flush(self.connection)
+        return super().executemany(query, params_seq, **kwargs)
+
+    def copy(self, statement: Any, params: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        _flush(self.connection)
+        return super().copy(statement, params, **kwargs)
+
+    def stream(self, query: Any, params: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        _flush(self.connection)
+        return super().stream(query, params, **kwargs)
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._dropped: set[str] = set()  # savepoints rolled back while still queued
+
+    def get_connection_params(self) -> dict[str, Any]:
+        params = super().get_connection_params()
+        if params.get("cursor_factory") is base.Cursor:
+            params["cursor_factory"] = Cursor
+        return params
+
+    def create_cursor(self, name: str | None = None) -> Any:
+        if name and self._deferring():
+            _flush(self.connection)  # a named cursor's DECLARE goes on its own
+            # as Django's, held past the transaction only outside one (the psycopg
+            # connection itself always reads autocommit here, see _set_autocommit)
+            cursor = base.ServerSideCursor(
+                self.connection, name=name, scrollable=False, withhold=self.get_autocommit()
+            )
+            return base.CursorDebugWrapper(cursor, self)
+        return super().create_cursor(name)
+
+    def _set_autocommit(self, autocommit: bool) -> None:
+        """Django turns autocommit off to start a transaction; psycopg would then send
+        ``BEGIN`` on its own before the next statement, a round trip of its own. Here the
+        psycopg connection stays in autocommit and ``BEGIN`` is queued to go with that
+        statement; ``COMMIT``/``ROLLBACK`` are sent by psycopg as before (it does so
+        whenever a transaction is open), or not at all if nothing ran."""
+        if not self._deferring():
+            return super()._set_autocommit(autocommit)
+        with self.wrap_database_errors:
+            if not self.connection.autocommit:
+                self.connection.autocommit = True
+        if not autocommit:
+            _queue(self.connection).append("BEGIN")
+
+    def _deferring(self) -> bool:
+        return self.connection is not None and self.connection.cursor_factory is Cursor
+
+    def _savepoint(self, sid: str) -> None:
+        if not self._deferring():
+            return super()._savepoint(sid)
+        _queue(self.connection).append(self.ops.savepoint_create_sql(sid))
+
+    def _savepoint_commit(self, sid: str) -> None:
+        if not self._deferring():
+            return super()._savepoint_commit(sid)
+        if sid in self._dropped:  # rolled back before it was ever sent (Django then
+            self._dropped.discard(sid)  # releases it: there is nothing to release)
+            return
+        queue = _queue(self.connection)
+        create = self.ops.savepoint_create_sql(sid)
+        if create in queue:  # nothing ran inside it (nor inside what it holds)
+            del queue[queue.index(create) :]
+        else:
+            queue.append(self.ops.savepoint_commit_sql(sid))
+
+    def _savepoint_rollback(self, sid: str) -> None:
+        if not self._deferring():
+            return super()._savepoint_rollback(sid)
+        queue = _queue(self.connection)
+        create = self.ops.savepoint_create_sql(sid)
+        if create in queue:  # never sent: nothing to undo
+            del queue[queue.index(create) :]
+            self._dropped.add(sid)
+            return
+        queue.clear()  # queued after the savepoint was sent: all of it nested inside
+        super()._savepoint_rollback(sid)
+
+    def _commit(self) -> Any:
+        self._dropped.clear()
+        if self.connection is not None:
+            queue = _QUEUES.pop(self.connection, None)
+            if queue and queue[0] == "BEGIN":
+                return None  # the transaction never reached the server: nothing to end
+        return super()._commit()
+
+    def _rollback(self) -> Any:
+        self._dropped.clear()
+        if self.connection is not None:
+            queue = _QUEUES.pop(self.connection, None)
+            if queue and queue[0] == "BEGIN":
+                return None  # the transaction never reached the server: nothing to end
+        return super()._rollback()
+
+    def _close(self) -> Any:
+        self._dropped.clear()
+        if self.connection is not None:
+            _QUEUES.pop(self.connection, None)
+        return super()._close()

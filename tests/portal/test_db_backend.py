@@ -1,0 +1,166 @@
+"""portal.db.postgresql: savepoints travel with the next statement, and mean the same.
+
+Each case checks what the database holds afterwards, not how the SQL was sent, so a
+savepoint dropped too early or sent too late fails here as a wrong row set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import IntegrityError, connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class Boom(Exception):
+    pass
+
+
+_BEFORE: set[str] = set()
+
+
+def names() -> list[str]:
+    """The groups this test made (the role groups are there from the migrations)."""
+    return sorted(set(Group.objects.values_list("name", flat=True)) - _BEFORE)
+
+
+@pytest.fixture(autouse=True)
+def _postgresql() -> None:
+    if connection.vendor != "postgresql":
+        pytest.fail("needs PostgreSQL (the README's test command provides it)")
+    assert type(connections["default"]).__module__ == "portal.db.postgresql.base"
+    _BEFORE.clear()
+    _BEFORE.update(Group.objects.values_list("name", flat=True))
+
+
+def test_a_nested_block_costs_no_round_trip_of_its_own() -> None:
+    with transaction.atomic():
+        Group.objects.create(name="outer")
+        with CaptureQueriesContext(connection) as ctx, transaction.atomic():
+            Group.objects.create(name="inner")
+        with CaptureQueriesContext(connection) as after:
+            Group.objects.create(name="next")
+    sent = [q["sql"] for q in ctx.captured_queries + after.captured_queries]
+    assert len(sent) == 2  # the two inserts; SAVEPOINT and RELEASE ride along
+    assert sent[0].startswith("SAVEPOINT ") and "INSERT INTO" in sent[0]
+    assert sent[1].startswith("RELEASE SAVEPOINT ") and "INSERT INTO" in sent[1]
+    assert names() == ["inner", "next", "outer"]
+
+
+def test_rolled_back_inner_writes_are_undone_and_outer_ones_kept() -> None:
+    with transaction.atomic():
+        Group.objects.create(name="kept")
+        with pytest.raises(Boom), transaction.atomic():
+            Group.objects.create(name="undone")
+            Group.objects.create(name="undone too")
+            raise Boom
+        Group.objects.create(name="after")
+    assert names() == ["after", "kept"]
+
+
+def test_nested_three_deep_with_the_middle_one_failing() -> None:
+    with transaction.atomic():
+        Group.objects.create(name="a")
+        with pytest.raises(Boom), transaction.atomic():
+            with transaction.atomic():
+                Group.objects.create(name="b")  # released into the middle block...
+            with transaction.atomic():
+                pass  # a block with no statement at all
+            raise Boom  # ...and undone with it
+        with transaction.atomic():
+            Group.objects.create(name="c")
+    assert names() == ["a", "c"]
+
+
+def test_a_block_failing_before_any_statement_leaves_nothing_behind() -> None:
+    with transaction.atomic():
+        with pytest.raises(Boom), transaction.atomic():
+            raise Boom  # its SAVEPOINT was never sent: nothing to roll back or release
+        Group.objects.create(name="fine")
+    assert names() == ["fine"]
+
+
+def test_a_database_error_inside_rolls_back_to_the_savepoint() -> None:
+    Group.objects.create(name="taken")
+    with transaction.atomic():
+        Group.objects.create(name="first")
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Group.objects.create(name="taken")  # fails in the same round trip as SAVEPOINT
+        Group.objects.create(name="second")  # the transaction is usable again
+    assert names() == ["first", "second", "taken"]
+
+
+def test_a_server_side_cursor_sees_what_the_savepoint_holds() -> None:
+    with transaction.atomic(), transaction.atomic():
+        Group.objects.create(name="visible")
+        # iterator(): a named cursor, whose DECLARE cannot carry the queued SAVEPOINT
+        rows = Group.objects.exclude(name__in=_BEFORE).order_by("name")
+        seen = [g.name for g in rows.iterator(chunk_size=1)]
+        with pytest.raises(Boom), transaction.atomic():
+            Group.objects.create(name="gone")
+            raise Boom
+    assert seen == ["visible"]
+    assert names() == ["visible"]
+
+
+def test_the_queue_survives_a_statement_that_never_reached_the_server(settings: Any) -> None:
+    with transaction.atomic():
+        Group.objects.create(name="x")
+        with pytest.raises(Boom), transaction.atomic():
+            with pytest.raises(Exception), connection.cursor() as cursor:  # noqa: B017,PT011
+                cursor.execute("SELECT %s", [object()])  # cannot be adapted: never sent
+            Group.objects.create(name="y")  # carries the SAVEPOINT after all
+            raise Boom
+    assert names() == ["x"]
+
+
+def test_executemany_as_the_first_statement_is_inside_the_savepoint() -> None:
+    with transaction.atomic():
+        Group.objects.create(name="stays")
+        with pytest.raises(Boom), transaction.atomic():
+            with connection.cursor() as cursor:  # cannot carry the queue: sends it first
+                cursor.executemany("INSERT INTO auth_group (name) VALUES (%s)", [("m1",), ("m2",)])
+            raise Boom
+    assert names() == ["stays"]
+
+
+def _other_session_sees(name: str) -> bool:
+    """Whether a separate database session sees a group (i.e. it was committed)."""
+    import psycopg
+    from django.conf import settings as django_settings
+
+    db = django_settings.DATABASES["default"]
+    with psycopg.connect(
+        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
+        dbname=db["NAME"], autocommit=True,
+    ) as other:  # fmt: skip
+        return (
+            other.execute("SELECT 1 FROM auth_group WHERE name = %s", [name]).fetchone() is not None
+        )
+
+
+def test_begin_travels_with_the_first_statement_and_the_block_is_one_transaction() -> None:
+    with CaptureQueriesContext(connection) as ctx, transaction.atomic():
+        Group.objects.create(name="first")
+        assert not _other_session_sees("first")  # not committed on its own
+        Group.objects.create(name="second")
+        assert not _other_session_sees("second")
+    sent = [q["sql"] for q in ctx.captured_queries if q["sql"] != "BEGIN"]
+    assert sent[0].startswith("BEGIN; INSERT INTO")  # no round trip for BEGIN alone
+    assert _other_session_sees("first") and _other_session_sees("second")
+
+
+def test_an_outer_block_rolled_back_leaves_nothing_and_an_empty_one_sends_nothing() -> None:
+    with pytest.raises(Boom), transaction.atomic():
+        Group.objects.create(name="never")
+        raise Boom
+    assert names() == [] and not _other_session_sees("never")
+    with CaptureQueriesContext(connection) as ctx, transaction.atomic():
+        pass
+    assert [q["sql"] for q in ctx.captured_queries if q["sql"] not in ("BEGIN",)] == []
+    Group.objects.create(name="autocommit")  # outside a block: committed at once
+    assert _other_session_sees("autocommit")
