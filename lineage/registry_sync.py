@@ -42,21 +42,23 @@ def _registry_models() -> dict[str, Any]:
     }
 
 
-#: Set on a registry object by :func:`on_save` when it was just created: the id of the
-#: node made for it, so that linking its relations in the same transaction need not look
-#: the node up again.
-NODE_ID = "_charter_lineage_node_id"
+#: Set on a registry object by :func:`on_save` when it was just created: the key hash of
+#: the node made for it, so that linking its relations in the same transaction need not
+#: look the node up (its insert may still be waiting to go with the next statement).
+NODE_KEY = "_charter_lineage_node_key_hash"
 
 #: Node fields an insert of a new registry object's node sets when a node with its key is
 #: already there (left by an earlier object with the same id, which SQLite can reuse).
 _NODE_FIELDS = ["kind", "object_id", "label", "use_case_id", "attrs", "valid_from", "valid_to"]
 
 
-def upsert_node(obj: Any, *, created: bool = False) -> LineageNode:
+def upsert_node(obj: Any, *, created: bool = False, deferred: bool = False) -> LineageNode:
     """Create or refresh the node of a registry object (label, use case, attributes).
 
     ``created``: the object was inserted in this transaction, so its node is new too: one
-    ``INSERT … ON CONFLICT (key_hash) DO UPDATE`` instead of a read and then a write."""
+    ``INSERT … ON CONFLICT (key_hash) DO UPDATE`` instead of a read and then a write.
+    ``deferred`` (with ``created``): that insert may travel with the next statement
+    (``portal.db.defer``), in which case the node returned has no id yet."""
     from lineage.services import registry_spec
 
     spec = registry_spec(obj)
@@ -74,7 +76,7 @@ def upsert_node(obj: Any, *, created: bool = False) -> LineageNode:
         )
         if spec.kind == NodeKind.DEPLOYMENT:
             _set_live(obj, node, attrs)
-        _insert_node(node)
+        _insert_node(node, deferred=deferred)
         return node
     node = LineageNode.objects.filter(key_hash=digest).first()
     if node is None:
@@ -96,14 +98,18 @@ def upsert_node(obj: Any, *, created: bool = False) -> LineageNode:
     return node
 
 
-def _insert_node(node: LineageNode) -> None:
+def _insert_node(node: LineageNode, *, deferred: bool = False) -> None:
     """``INSERT … ON CONFLICT (key_hash) DO UPDATE … RETURNING id`` of a new node: what
     ``bulk_create(update_conflicts=True)`` sends, with the statement written once per
     process and the values prepared by the fields themselves (``get_db_prep_save``)."""
     from django.db import connection
 
+    from portal.db import defer
+
     sql, fields = _node_insert_statement(connection.vendor)
     values = [f.get_db_prep_save(f.pre_save(node, True), connection) for f in fields]
+    if deferred and defer(sql, values):
+        return
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
         node.pk = cursor.fetchone()[0]
@@ -190,11 +196,19 @@ def link(src: Any, dst: Any, kind: str) -> None:
 
 
 def link_many(
-    instance: Any, model: Any, pks: Iterable[int], kind: str, *, instance_is_src: bool
+    instance: Any,
+    model: Any,
+    pks: Iterable[int],
+    kind: str,
+    *,
+    instance_is_src: bool,
+    _general: bool = False,
 ) -> None:
     """Live edges between ``instance`` and each ``model`` row in ``pks`` (one direction),
     as :func:`link` makes them, in three statements whatever the number of rows (nodes,
-    live edges, insert) when their nodes exist; missing nodes are created first."""
+    live edges, insert) when their nodes exist; missing nodes are created first. For an
+    object created in this transaction, one ``INSERT … SELECT`` (see below); ``_general``
+    takes the three-statement path regardless."""
     pks = set(pks)
     if not pks:
         return
@@ -203,30 +217,33 @@ def link_many(
     own_kind, other_kind = _kind_of(instance), _kind_of_model(model)
     # An object created in this transaction: its node was just made (on_save) and has no
     # edges of this kind yet, as ``registry.services._save_new`` links each relation once.
-    known = getattr(instance, NODE_ID, None) if getattr(instance, CREATING, False) else None
-    if known is not None:
-        linked = _insert_edges_from_nodes(known, other_kind, pks, kind, instance_is_src)
-        if linked == len(pks):
-            return
-        # Some rows had no node yet (rare: registry writes make their nodes); those edges
-        # were not inserted, and the general path below links what is left.
-        pks -= set(
-            LineageNode.objects.filter(kind=other_kind, object_id__in=pks).values_list(
-                "object_id", flat=True
+    own_key = getattr(instance, NODE_KEY, None) if getattr(instance, CREATING, False) else None
+    if own_key is not None and not _general:
+
+        def link_the_rest(inserted: int) -> None:
+            if inserted == len(pks):
+                return
+            # Some rows had no node yet (rare: registry writes make their nodes); those
+            # edges were not inserted, and the general path links what is left.
+            rest = pks - set(
+                LineageNode.objects.filter(kind=other_kind, object_id__in=pks).values_list(
+                    "object_id", flat=True
+                )
             )
+            link_many(instance, model, rest, kind, instance_is_src=instance_is_src, _general=True)
+
+        _insert_edges_from_nodes(
+            own_key, other_kind, pks, kind, instance_is_src, then=link_the_rest
         )
-    wanted = Q(kind=other_kind, object_id__in=pks)
-    if known is None:
-        wanted |= Q(kind=own_kind, object_id=instance.pk)
+        return
+    wanted = Q(kind=other_kind, object_id__in=pks) | Q(kind=own_kind, object_id=instance.pk)
     nodes = {
         (k, object_id): node_id
         for k, object_id, node_id in LineageNode.objects.filter(wanted).values_list(
             "kind", "object_id", "id"
         )
     }
-    if known is not None:
-        nodes[own_kind, instance.pk] = known
-    elif (own_kind, instance.pk) not in nodes:
+    if (own_kind, instance.pk) not in nodes:
         nodes[own_kind, instance.pk] = upsert_node(instance).pk
     missing = [pk for pk in pks if (other_kind, pk) not in nodes]
     for other in model.objects.filter(pk__in=missing) if missing else ():
@@ -237,17 +254,13 @@ def link_many(
         for (k, object_id), node_id in nodes.items()
         if k == other_kind and object_id in pks
     }
-    live = (
-        set()
-        if known is not None
-        else set(
-            LineageEdge.objects.filter(
-                kind=kind,
-                removed_at=None,
-                src_id__in={s for s, _ in pairs},
-                dst_id__in={d for _, d in pairs},
-            ).values_list("src_id", "dst_id")
-        )
+    live = set(
+        LineageEdge.objects.filter(
+            kind=kind,
+            removed_at=None,
+            src_id__in={s for s, _ in pairs},
+            dst_id__in={d for _, d in pairs},
+        ).values_list("src_id", "dst_id")
     )
     new = [
         LineageEdge(src_id=s, dst_id=d, kind=kind, source="registry")
@@ -258,15 +271,26 @@ def link_many(
 
 
 def _insert_edges_from_nodes(
-    own: int, other_kind: str, pks: set[int], kind: str, own_is_src: bool
-) -> int:
-    """Edges between node ``own`` and the existing nodes of ``other_kind`` rows ``pks``,
-    in one ``INSERT … SELECT`` (no read of the nodes first); the number inserted."""
+    own_key: str,
+    other_kind: str,
+    pks: set[int],
+    kind: str,
+    own_is_src: bool,
+    *,
+    then: Any,
+) -> None:
+    """Edges between the node with key hash ``own_key`` and the existing nodes of
+    ``other_kind`` rows ``pks``, in one ``INSERT … SELECT`` (no read of the nodes first),
+    sent with the next statement where the connection can (``portal.db.defer``);
+    ``then`` is called with the number inserted."""
     from django.db import connection
+
+    from portal.db import defer
 
     edge, node = LineageEdge._meta.db_table, LineageNode._meta.db_table
     q = connection.ops.quote_name
-    ends = "%s, n.id" if own_is_src else "n.id, %s"
+    own = f"(SELECT o.id FROM {q(node)} o WHERE o.key_hash = %s)"  # noqa: S608  # nosec B608
+    ends = f"{own}, n.id" if own_is_src else f"n.id, {own}"
     placeholders = ", ".join(["%s"] * len(pks))
     sql = (
         f"INSERT INTO {q(edge)} (src_id, dst_id, kind, detail, source, created_at) "  # noqa: S608  # nosec B608
@@ -274,10 +298,13 @@ def _insert_edges_from_nodes(
         f"WHERE n.kind = %s AND n.object_id IN ({placeholders})"
     )
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    params = [own, kind, "{}", LineageEdge.Source.REGISTRY, now, other_kind, *sorted(pks)]
+    params = [own_key, kind, "{}", LineageEdge.Source.REGISTRY, now, other_kind, *sorted(pks)]
+    if defer(sql, params, on_result=then):
+        return
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.rowcount
+        inserted = cursor.rowcount
+    then(inserted)
 
 
 def unlink(*, kind: str, src: Any = None, dst: Any = None, keep_src: Any = None) -> None:
@@ -309,9 +336,9 @@ def _kind_of_model(cls: type) -> str:
 def on_save(sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any) -> None:
     from registry.models import Deployment, ModelVersion
 
-    node = upsert_node(instance, created=created and not raw)
-    if created:
-        setattr(instance, NODE_ID, node.pk)
+    node = upsert_node(instance, created=created and not raw, deferred=True)
+    if created and not raw:
+        setattr(instance, NODE_KEY, node.key_hash)
     if isinstance(instance, ModelVersion):
         if instance.parent_id is not None:
             unlink(kind=EdgeKind.RETRAINED_FROM, dst=instance, keep_src=instance.parent)

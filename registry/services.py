@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from audits.models import AuditEvent
 from audits.services import record
+from portal.db import defer
 from portal.permissions import Access
 from registry.models import (
     Artifact,
@@ -173,15 +174,18 @@ def _link_new(obj: models.Model, name: str, items: list[models.Model]) -> None:
     m2m_changed.send(action="pre_add", **signal)
     # the rows as one plain INSERT: an auto-created through table has no fields, defaults
     # or signals of its own, so the ORM's bulk_create would only add its query building
+    # (sent with the next statement where the connection can: nobody reads its answer)
     connection = connections[db]
     q = connection.ops.quote_name
     rows = sorted(pk_set)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {q(through._meta.db_table)} ({q(source)}, {q(target)}) "  # noqa: S608  # nosec B608
-            f"VALUES {', '.join(['(%s, %s)'] * len(rows))}",
-            [value for pk in rows for value in (obj.pk, pk)],
-        )
+    sql = (
+        f"INSERT INTO {q(through._meta.db_table)} ({q(source)}, {q(target)}) "  # noqa: S608  # nosec B608
+        f"VALUES {', '.join(['(%s, %s)'] * len(rows))}"
+    )
+    params = [value for pk in rows for value in (obj.pk, pk)]
+    if not defer(sql, params, using=db):
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
     m2m_changed.send(action="post_add", **signal)
 
 

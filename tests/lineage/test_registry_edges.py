@@ -229,7 +229,7 @@ def test_a_new_objects_node_takes_over_a_stale_node_with_its_key(world: Any) -> 
     """A new registry object's node is inserted without a read first; a node left with the
     same key (SQLite can hand a deleted row's id out again) is updated, not duplicated."""
     from lineage.models import key_digest
-    from lineage.registry_sync import NODE_ID, upsert_node
+    from lineage.registry_sync import NODE_KEY, upsert_node
 
     t = world.tree["a"]
     mv = t["model_version"]
@@ -241,7 +241,7 @@ def test_a_new_objects_node_takes_over_a_stale_node_with_its_key(world: Any) -> 
     assert fresh.label == f"{mv.model.name}@{mv.version}"
     assert fresh.attrs == {"status": mv.status}
     assert LineageNode.objects.filter(key=key(mv)).count() == 1
-    # a version created through the service carries its node's id for its links
+    # a version created through the service carries its node's key hash for its links
     created = f.model_version(t["model"], training_datasets=[t["dataset_version"]])
-    assert getattr(created, NODE_ID) == LineageNode.objects.get(key=key(created)).pk
+    assert getattr(created, NODE_KEY) == LineageNode.objects.get(key=key(created)).key_hash
     assert (key(t["dataset_version"]), key(created), "trained_on") in live_edges()

@@ -164,3 +164,43 @@ def test_an_outer_block_rolled_back_leaves_nothing_and_an_empty_one_sends_nothin
     assert [q["sql"] for q in ctx.captured_queries if q["sql"] not in ("BEGIN",)] == []
     Group.objects.create(name="autocommit")  # outside a block: committed at once
     assert _other_session_sees("autocommit")
+
+
+def _defer_group(name: str, counts: list[int] | None = None) -> bool:
+    from portal.db import defer
+
+    return defer(
+        "INSERT INTO auth_group (name) VALUES (%s)",
+        [name],
+        on_result=None if counts is None else counts.append,
+    )
+
+
+def test_a_deferred_write_goes_with_the_next_statement_and_reports_its_row_count() -> None:
+    counts: list[int] = []
+    with transaction.atomic():
+        assert _defer_group("50% deferred", counts)  # a literal '%' in the carried text
+        assert counts == []  # not sent yet
+        with CaptureQueriesContext(connection) as ctx:
+            seen = list(
+                Group.objects.filter(name__in=["50% deferred"]).values_list("name", flat=True)
+            )
+        assert seen == ["50% deferred"]  # the read carried it, and saw it
+        assert counts == [1]
+        assert len(ctx.captured_queries) == 1
+    assert names() == ["50% deferred"]
+
+
+def test_deferred_writes_are_sent_before_commit_and_undone_with_a_savepoint() -> None:
+    counts: list[int] = []
+    with transaction.atomic():
+        Group.objects.create(name="anchor")
+        with transaction.atomic():
+            assert _defer_group("kept", counts)  # released with nothing else inside: kept
+        with pytest.raises(Boom), transaction.atomic():
+            assert _defer_group("undone", counts)
+            raise Boom  # its savepoint never reached the server: both dropped
+        assert _defer_group("last")  # nothing follows: COMMIT sends it first
+    assert counts == [1]
+    assert names() == ["anchor", "kept", "last"]
+    assert not _defer_group("outside")  # no transaction: the caller runs it itself

@@ -1,4 +1,5 @@
-"""Django's PostgreSQL backend, with savepoints sent along with the next statement.
+"""Django's PostgreSQL backend, with savepoints (and chosen writes) sent along with the
+next statement.
 
 Every nested ``transaction.atomic`` block (a service called inside the request's
 transaction, for one) costs Django two extra round trips to the database: ``SAVEPOINT``
@@ -15,7 +16,9 @@ order the server sees is unchanged, so are the savepoints' semantics:
 * anything that does not pass through :class:`Cursor.execute` (a named server-side
   cursor, ``executemany``, ``COPY``) sends the queue first, on its own.
 
-The transaction's ``BEGIN`` is queued the same way (see ``_set_autocommit``).
+The transaction's ``BEGIN`` is queued the same way (see ``_set_autocommit``), and so are
+writes whose answer nobody waits for (:func:`defer`: a new registry object's lineage node,
+many-to-many rows and edges), which then cost no round trip of their own either.
 
 Selected with ``ENGINE = "portal.db.postgresql"`` (``portal/settings.py`` does so for a
 ``postgres://`` ``DATABASE_URL``).
@@ -24,30 +27,96 @@ Selected with ``ENGINE = "portal.db.postgresql"`` (``portal/settings.py`` does s
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from django.db import connections
 from django.db.backends.postgresql import base
 from psycopg import pq
 
+
+@dataclass
+class _Queued:
+    text: str
+    #: called with the statement's row count once it ran (deferred writes only)
+    on_result: Callable[[int], None] | None = None
+    #: BEGIN, SAVEPOINT or RELEASE (not a write of data)
+    control: bool = True
+
+
 #: Statements waiting to go with the next one, per psycopg connection.
-_QUEUES: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
+_QUEUES: weakref.WeakKeyDictionary[Any, list[_Queued]] = weakref.WeakKeyDictionary()
 
 
-def _queue(raw: Any) -> list[str]:
+def _queue(raw: Any) -> list[_Queued]:
     queue = _QUEUES.get(raw)
     if queue is None:
         queue = _QUEUES[raw] = []
     return queue
 
 
+def defer(
+    sql: str,
+    params: Any = (),
+    *,
+    on_result: Callable[[int], None] | None = None,
+    using: str = "default",
+) -> bool:
+    """Queue a write whose answer nobody waits for, to travel with the next statement.
+
+    Returns False where the connection cannot (another backend, a server-side binding
+    cursor, no transaction open): the caller then runs it itself. ``on_result`` is
+    called with the statement's row count once it has run, before the statement that
+    carried it returns. Everything that talks to the database through this connection
+    sends the queue first, so a read never misses a deferred write; a rollback discards
+    it with the rest of the transaction; ``COMMIT`` sends it first.
+    """
+    wrapper = connections[using]
+    if not isinstance(wrapper, DatabaseWrapper) or not wrapper.in_atomic_block:
+        return False
+    if not wrapper._deferring():
+        return False
+    with base.Cursor(wrapper.connection) as cursor:
+        text = cursor.mogrify(sql, params) if params else sql
+    _queue(wrapper.connection).append(_Queued(text, on_result, control=False))
+    return True
+
+
+def _run(
+    cursor: Any, carried: list[_Queued], query: Any, params: Any, kwargs: Any
+) -> list[tuple[Callable[[int], None], int]]:
+    """Send ``carried`` and ``query`` in one round trip and leave the cursor at
+    ``query``'s result; the carried statements' ``on_result`` calls to make."""
+    texts = [q.text for q in carried]
+    if params is not None:  # the whole text is parsed for placeholders: escape the rest
+        texts = [t.replace("%", "%%") for t in texts]
+    base.Cursor.execute(cursor, "; ".join([*texts, query]), params, **kwargs)
+    calls = []
+    for item in carried:
+        if item.on_result is not None:
+            calls.append((item.on_result, cursor.rowcount))
+        cursor.nextset()  # to the caller's statement: its rows, rowcount and status
+    return calls
+
+
+def _call(calls: list[tuple[Callable[[int], None], int]]) -> None:
+    for callback, count in calls:
+        callback(count)  # may query again: through other cursors, the carrier's rows stay
+
+
 def _flush(raw: Any) -> None:
     """Send what is queued now, on its own (for the paths that cannot carry it)."""
     queue = _QUEUES.get(raw)
     if queue:
-        text = "; ".join(queue)
+        carried = list(queue)
         queue.clear()
+        last = carried.pop()
         with base.Cursor(raw) as cursor:
-            base.Cursor.execute(cursor, text)
+            calls = _run(cursor, carried, last.text, None, {})
+            if last.on_result is not None:
+                calls.append((last.on_result, cursor.rowcount))
+        _call(calls)
 
 
 class Cursor(base.Cursor):
@@ -62,17 +131,16 @@ class Cursor(base.Cursor):
         carried = list(queue)
         queue.clear()
         try:
-            result = super().execute("; ".join([*carried, query]), params, **kwargs)
+            calls = _run(self, carried, query, params, kwargs)
         except BaseException:
             # Nothing reached the server (the query could not be composed, the connection
-            # was already gone): the savepoints are still to be sent. An error from the
-            # server itself comes after the queued statements ran, which never fail alone.
+            # was already gone): what was queued is still to be sent. An error from the
+            # server itself rolls the transaction back to where the caller handles it.
             if self.connection.info.transaction_status == pq.TransactionStatus.INTRANS:
                 queue[:0] = carried
             raise
-        for _ in carried:
-            self.nextset()  # to the caller's statement: its rows, rowcount and status
-        return result
+        _call(calls)
+        return self
 
     def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         _flush(self.connection)
@@ -121,7 +189,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
             if not self.connection.autocommit:
                 self.connection.autocommit = True
         if not autocommit:
-            _queue(self.connection).append("BEGIN")
+            _queue(self.connection).append(_Queued("BEGIN"))
 
     def _deferring(self) -> bool:
         return self.connection is not None and self.connection.cursor_factory is Cursor
@@ -129,7 +197,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def _savepoint(self, sid: str) -> None:
         if not self._deferring():
             return super()._savepoint(sid)
-        _queue(self.connection).append(self.ops.savepoint_create_sql(sid))
+        _queue(self.connection).append(_Queued(self.ops.savepoint_create_sql(sid)))
 
     def _savepoint_commit(self, sid: str) -> None:
         if not self._deferring():
@@ -138,19 +206,19 @@ class DatabaseWrapper(base.DatabaseWrapper):
             self._dropped.discard(sid)  # releases it: there is nothing to release)
             return
         queue = _queue(self.connection)
-        create = self.ops.savepoint_create_sql(sid)
-        if create in queue:  # nothing ran inside it (nor inside what it holds)
-            del queue[queue.index(create) :]
+        at = _position(queue, self.ops.savepoint_create_sql(sid))
+        if at is not None and all(q.control for q in queue[at:]):
+            del queue[at:]  # nothing ran inside it (nor inside what it holds)
         else:
-            queue.append(self.ops.savepoint_commit_sql(sid))
+            queue.append(_Queued(self.ops.savepoint_commit_sql(sid)))
 
     def _savepoint_rollback(self, sid: str) -> None:
         if not self._deferring():
             return super()._savepoint_rollback(sid)
         queue = _queue(self.connection)
-        create = self.ops.savepoint_create_sql(sid)
-        if create in queue:  # never sent: nothing to undo
-            del queue[queue.index(create) :]
+        at = _position(queue, self.ops.savepoint_create_sql(sid))
+        if at is not None:  # never sent: what was queued since is undone with it
+            del queue[at:]
             self._dropped.add(sid)
             return
         queue.clear()  # queued after the savepoint was sent: all of it nested inside
@@ -159,8 +227,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def _commit(self) -> Any:
         self._dropped.clear()
         if self.connection is not None:
+            queue = _QUEUES.get(self.connection)
+            if queue and not all(q.control for q in queue):
+                _flush(self.connection)  # deferred writes go before COMMIT
             queue = _QUEUES.pop(self.connection, None)
-            if queue and queue[0] == "BEGIN":
+            if queue and queue[0].text == "BEGIN":
                 return None  # the transaction never reached the server: nothing to end
         return super()._commit()
 
@@ -168,7 +239,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         self._dropped.clear()
         if self.connection is not None:
             queue = _QUEUES.pop(self.connection, None)
-            if queue and queue[0] == "BEGIN":
+            if queue and queue[0].text == "BEGIN":
                 return None  # the transaction never reached the server: nothing to end
         return super()._rollback()
 
@@ -177,3 +248,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if self.connection is not None:
             _QUEUES.pop(self.connection, None)
         return super()._close()
+
+
+def _position(queue: list[_Queued], text: str) -> int | None:
+    for i, item in enumerate(queue):
+        if item.text == text:
+            return i
+    return None
