@@ -17,10 +17,7 @@ def defer(
 ) -> bool:
     """Send a write with the connection's next statement instead of on its own.
 
-    True when queued (``portal.db.postgresql.base.defer``); False on another backend or
-    outside a transaction, and the caller runs the statement itself."""
-    if connections[using].vendor != "postgresql":
-        return False
-    from portal.db.postgresql.base import defer as queue_write
-
-    return queue_write(sql, params, on_result=on_result, using=using)
+    True when queued (``portal.db.postgresql``'s ``DatabaseWrapper.defer_write``); False on
+    another backend or outside a transaction, and the caller runs the statement itself."""
+    queue_write = getattr(connections[using], "defer_write", None)
+    return bool(queue_write and queue_write(sql, params, on_result))

@@ -204,3 +204,13 @@ def test_deferred_writes_are_sent_before_commit_and_undone_with_a_savepoint() ->
     assert counts == [1]
     assert names() == ["anchor", "kept", "last"]
     assert not _defer_group("outside")  # no transaction: the caller runs it itself
+
+
+def test_a_first_statement_that_never_reached_the_server_keeps_the_transaction() -> None:
+    with pytest.raises(Boom), transaction.atomic():
+        with pytest.raises(Exception), connection.cursor() as cursor:  # noqa: B017,PT011
+            cursor.execute("SELECT %s", [object()])  # would have carried BEGIN: never sent
+        Group.objects.create(name="inside")
+        assert not _other_session_sees("inside")  # BEGIN went with it: not autocommitted
+        raise Boom
+    assert names() == []

@@ -17,8 +17,8 @@ order the server sees is unchanged, so are the savepoints' semantics:
   cursor, ``executemany``, ``COPY``) sends the queue first, on its own.
 
 The transaction's ``BEGIN`` is queued the same way (see ``_set_autocommit``), and so are
-writes whose answer nobody waits for (:func:`defer`: a new registry object's lineage node,
-many-to-many rows and edges), which then cost no round trip of their own either.
+writes whose answer nobody waits for (``DatabaseWrapper.defer_write``: a new registry
+object's lineage node, many-to-many rows and edges), which then cost no round trip either.
 
 Selected with ``ENGINE = "portal.db.postgresql"`` (``portal/settings.py`` does so for a
 ``postgres://`` ``DATABASE_URL``).
@@ -31,7 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connections
 from django.db.backends.postgresql import base
 from psycopg import pq
 
@@ -54,33 +53,6 @@ def _queue(raw: Any) -> list[_Queued]:
     if queue is None:
         queue = _QUEUES[raw] = []
     return queue
-
-
-def defer(
-    sql: str,
-    params: Any = (),
-    *,
-    on_result: Callable[[int], None] | None = None,
-    using: str = "default",
-) -> bool:
-    """Queue a write whose answer nobody waits for, to travel with the next statement.
-
-    Returns False where the connection cannot (another backend, a server-side binding
-    cursor, no transaction open): the caller then runs it itself. ``on_result`` is
-    called with the statement's row count once it has run, before the statement that
-    carried it returns. Everything that talks to the database through this connection
-    sends the queue first, so a read never misses a deferred write; a rollback discards
-    it with the rest of the transaction; ``COMMIT`` sends it first.
-    """
-    wrapper = connections[using]
-    if not isinstance(wrapper, DatabaseWrapper) or not wrapper.in_atomic_block:
-        return False
-    if not wrapper._deferring():
-        return False
-    with base.Cursor(wrapper.connection) as cursor:
-        text = cursor.mogrify(sql, params) if params else sql
-    _queue(wrapper.connection).append(_Queued(text, on_result, control=False))
-    return True
 
 
 def _run(
@@ -119,6 +91,9 @@ def _flush(raw: Any) -> None:
         _call(calls)
 
 
+_NOTHING_SENT = (pq.TransactionStatus.INTRANS, pq.TransactionStatus.IDLE)
+
+
 class Cursor(base.Cursor):
     """Django's client-side binding cursor; ``execute`` carries the queued statements."""
 
@@ -133,10 +108,11 @@ class Cursor(base.Cursor):
         try:
             calls = _run(self, carried, query, params, kwargs)
         except BaseException:
-            # Nothing reached the server (the query could not be composed, the connection
-            # was already gone): what was queued is still to be sent. An error from the
-            # server itself rolls the transaction back to where the caller handles it.
-            if self.connection.info.transaction_status == pq.TransactionStatus.INTRANS:
+            # Nothing reached the server (the query could not be composed): what was
+            # queued is still to be sent — BEGIN included, which leaves the session idle.
+            # An error from the server leaves it in a failed transaction (the caller rolls
+            # back), a lost connection in an unknown state: nothing to keep then.
+            if self.connection.info.transaction_status in _NOTHING_SENT:
                 queue[:0] = carried
             raise
         _call(calls)
@@ -190,6 +166,22 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 self.connection.autocommit = True
         if not autocommit:
             _queue(self.connection).append(_Queued("BEGIN"))
+
+    def defer_write(
+        self, sql: str, params: Any = (), on_result: Callable[[int], None] | None = None
+    ) -> bool:
+        """Queue a write whose answer nobody waits for, to travel with the next statement
+        (``portal.db.defer``). False, and nothing queued, outside a transaction or with a
+        server-side binding cursor. ``on_result`` gets the statement's row count once it
+        has run, before the statement that carried it returns. Everything that talks to
+        the database through this connection sends the queue first, so a read never
+        misses a deferred write; a rollback discards it; ``COMMIT`` sends it first."""
+        if not self.in_atomic_block or not self._deferring():
+            return False
+        with base.Cursor(self.connection) as cursor:
+            text = cursor.mogrify(sql, params) if params else sql
+        _queue(self.connection).append(_Queued(text, on_result, control=False))
+        return True
 
     def _deferring(self) -> bool:
         return self.connection is not None and self.connection.cursor_factory is Cursor
