@@ -25,19 +25,22 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
+from portal.db import defer
 from portal.models import IdempotencyRecord
 
 # IdempotencyRecord's table; identifiers in double quotes work on PostgreSQL and SQLite.
-_STORE_SQL = (
+_INSERT_SQL = (
     'INSERT INTO "portal_idempotencyrecord" '
     '("principal", "key", "request_sha256", "status_code", "content_type", "body", '
-    '"created_at", "completed_at") VALUES (%s, %s, %s, %s, %s, %s, %s, %s) '
-    'ON CONFLICT ("principal", "key") DO NOTHING RETURNING "id"'
+    '"created_at", "completed_at") VALUES (%s, %s, %s, %s, %s, %s, %s, %s)'
 )
+_STORE_SQL = _INSERT_SQL + ' ON CONFLICT ("principal", "key") DO NOTHING RETURNING "id"'
+#: the key's unique constraint (``IdempotencyRecord.Meta``), named by the error it raises
+_KEY_CONSTRAINT = "idempotency_key_unique"
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 MAX_KEY_LENGTH = 200
 
@@ -95,11 +98,17 @@ class IdempotencyMiddleware:
         if request.content_type.startswith("multipart/"):
             record = IdempotencyRecord.objects.filter(principal=principal, key=key).first()
         if record is None:
+            # the request's own transaction (not a savepoint in someone else's): its
+            # record can then travel with its COMMIT (see _run)
+            last = not connection.in_atomic_block
             try:
                 with transaction.atomic():
-                    return self._run(request, principal, key, digest)
+                    return self._run(request, principal, key, digest, last=last)
             except _KeyTaken:
                 pass
+            except IntegrityError as exc:
+                if not (last and _violates(exc, _KEY_CONSTRAINT)):
+                    raise
             record = IdempotencyRecord.objects.filter(principal=principal, key=key).first()
         if record is None:  # the first request's record expired meanwhile
             response = _error(409, "a request with this key was just being processed")
@@ -123,8 +132,15 @@ class IdempotencyMiddleware:
             record.delete()  # abandoned by a crashed worker of an older version: retry runs
         return _error(409, "a request with this key is still being processed")
 
-    def _run(self, request: HttpRequest, principal: str, key: str, digest: str) -> HttpResponse:
-        """Run the request inside the caller's transaction and store its answer."""
+    def _run(
+        self, request: HttpRequest, principal: str, key: str, digest: str, *, last: bool
+    ) -> HttpResponse:
+        """Run the request inside the caller's transaction and store its answer.
+
+        ``last``: the transaction ends when this returns. The record is then a plain
+        ``INSERT`` sent with the ``COMMIT`` (``portal.db.defer``; no round trip of its
+        own): a key already taken fails it on the unique constraint, the transaction is
+        rolled back before ``COMMIT`` runs, and the caller replays the first answer."""
         response = self.get_response(request)
         if response.status_code >= 500:
             transaction.set_rollback(True)  # not kept: the retry runs afresh
@@ -132,24 +148,29 @@ class IdempotencyMiddleware:
         if getattr(response, "streaming", False):
             return response  # an answer that cannot be stored: the key is not kept
         now = connection.ops.adapt_datetimefield_value(timezone.now())
+        values = [
+            principal,
+            key,
+            digest,
+            response.status_code,
+            response.get("Content-Type", ""),
+            response.content,
+            now,
+            now,
+        ]
+        if last and defer(_INSERT_SQL, values):
+            return response
         with connection.cursor() as cursor:
-            cursor.execute(
-                _STORE_SQL,
-                [
-                    principal,
-                    key,
-                    digest,
-                    response.status_code,
-                    response.get("Content-Type", ""),
-                    response.content,
-                    now,
-                    now,
-                ],
-            )
+            cursor.execute(_STORE_SQL, values)
             stored = cursor.fetchone()
         if stored is None:
             raise _KeyTaken  # rolls this request's writes back
         return response
+
+
+def _violates(exc: IntegrityError, constraint: str) -> bool:
+    diag = getattr(exc.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None) == constraint
 
 
 class _KeyTaken(Exception):

@@ -214,3 +214,51 @@ def test_a_first_statement_that_never_reached_the_server_keeps_the_transaction()
         assert not _other_session_sees("inside")  # BEGIN went with it: not autocommitted
         raise Boom
     assert names() == []
+
+
+def test_deferred_writes_travel_with_commit_in_one_round_trip() -> None:
+    with CaptureQueriesContext(connection) as ctx, transaction.atomic():
+        Group.objects.create(name="first")
+        assert _defer_group("with commit")
+        assert not _other_session_sees("with commit")  # queued, not sent
+    sent = [q["sql"] for q in ctx.captured_queries if q["sql"] != "BEGIN"]  # Django's log line
+    assert len(sent) == 2  # BEGIN with the insert; the deferred insert with COMMIT
+    assert sent[1].startswith("INSERT INTO auth_group") and sent[1].endswith("; COMMIT")
+    assert names() == ["first", "with commit"]
+    assert _other_session_sees("with commit")
+
+
+def test_a_deferred_write_failing_at_commit_rolls_the_whole_transaction_back() -> None:
+    Group.objects.create(name="taken")
+    with pytest.raises(IntegrityError) as failed, transaction.atomic():
+        Group.objects.create(name="written before")
+        assert _defer_group("taken")  # violates auth_group's unique name at COMMIT
+    assert failed.value.__cause__.diag.constraint_name == "auth_group_name_key"
+    assert names() == ["taken"]  # COMMIT never ran: nothing of the block is kept
+    Group.objects.create(name="the connection works")  # and is usable again
+    assert names() == ["taken", "the connection works"]
+
+
+def test_writes_waiting_for_their_answer_go_before_commit_so_callbacks_still_write() -> None:
+    def fallback(count: int) -> None:
+        Group.objects.create(name=f"callback saw {count}")  # inside the transaction
+
+    with transaction.atomic():
+        Group.objects.create(name="anchor")
+        assert _defer_group("answered", None)
+        from portal.db import defer
+
+        assert defer("INSERT INTO auth_group (name) VALUES ('checked')", on_result=fallback)
+    assert names() == ["anchor", "answered", "callback saw 1", "checked"]
+
+
+def test_a_block_of_only_deferred_writes_is_one_transaction_with_its_commit() -> None:
+    with CaptureQueriesContext(connection) as ctx, transaction.atomic():
+        assert _defer_group("alone")
+        assert _defer_group("alone too")
+    sent = [q["sql"] for q in ctx.captured_queries if q["sql"] != "BEGIN"]
+    assert sent == [
+        "BEGIN; INSERT INTO auth_group (name) VALUES ('alone'); "
+        "INSERT INTO auth_group (name) VALUES ('alone too'); COMMIT"
+    ]
+    assert names() == ["alone", "alone too"]

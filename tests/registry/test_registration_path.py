@@ -301,3 +301,40 @@ def test_the_prepared_token_statement_follows_the_connection(
     with CaptureQueriesContext(connection) as ctx:
         assert post(plain, body(world, "p4")).status_code == 201
     assert not [q for q in ctx.captured_queries if q["sql"].startswith("EXECUTE")]
+
+
+#: The same registration in a transaction of its own (as in production, where the request's
+#: block is the outermost one): its Idempotency-Key record travels with COMMIT.
+ROUND_TRIPS_WITH_COMMIT = 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_key_record_travels_with_commit_and_a_repeat_is_undone_there(
+    world: Any, pipeline: Any
+) -> None:
+    post(pipeline["client"], body(world, "warm-up"))
+    key = uuid.uuid4().hex
+    with CaptureQueriesContext(connection) as ctx:
+        first = post(pipeline["client"], body(world, "7.0"), key)
+    assert first.status_code == 201, first.content
+    sent = [q["sql"] for q in ctx.captured_queries if q["sql"] != "BEGIN"]  # Django's log line
+    assert len(sent) <= ROUND_TRIPS_WITH_COMMIT, "\n".join(s[:160] for s in sent)
+    assert 'INSERT INTO "portal_idempotencyrecord"' in sent[-1]
+    assert sent[-1].endswith("; COMMIT") and "ON CONFLICT" not in sent[-1]
+    versions, events = ModelVersion.objects.count(), AuditEvent.objects.count()
+    nodes, edges = LineageNode.objects.count(), LineageEdge.objects.count()
+    # the repeat runs, finds the key taken when its record reaches the database with its
+    # COMMIT, is rolled back there and answers as the first did
+    again = post(pipeline["client"], body(world, "7.0"), key)
+    assert again.status_code == 201 and again["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    assert (ModelVersion.objects.count(), AuditEvent.objects.count()) == (versions, events)
+    assert (LineageNode.objects.count(), LineageEdge.objects.count()) == (nodes, edges)
+    # a different request under the same key is refused, and writes nothing either
+    other = post(pipeline["client"], body(world, "7.1"), key)
+    assert other.status_code == 422
+    assert not ModelVersion.objects.filter(version="7.1").exists()
+    assert AuditEvent.objects.count() == events
+    from audits.verify import verify_chain
+
+    assert verify_chain().ok

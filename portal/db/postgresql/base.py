@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.backends.postgresql import base
+from django.db.backends.utils import debug_transaction
 from psycopg import pq
 
 
@@ -217,14 +218,31 @@ class DatabaseWrapper(base.DatabaseWrapper):
         super()._savepoint_rollback(sid)
 
     def _commit(self) -> Any:
+        """``COMMIT``, carrying what is queued: the deferred writes and ``COMMIT`` in one
+        round trip. A write that fails there aborts the transaction before ``COMMIT`` is
+        reached (the server skips the rest of the message), and the error is raised here,
+        so Django rolls back as for any failed commit. Writes with an ``on_result`` go
+        first, on their own: their callbacks may still write inside the transaction."""
         self._dropped.clear()
         if self.connection is not None:
-            queue = _QUEUES.get(self.connection)
-            if queue and not all(q.control for q in queue):
-                _flush(self.connection)  # deferred writes go before COMMIT
             queue = _QUEUES.pop(self.connection, None)
-            if queue and queue[0].text == "BEGIN":
-                return None  # the transaction never reached the server: nothing to end
+            if queue and all(q.control for q in queue):
+                if queue[0].text == "BEGIN":
+                    return None  # the transaction never reached the server: nothing to end
+            elif queue:
+                if any(q.on_result is not None for q in queue):
+                    _QUEUES[self.connection] = queue
+                    with self.wrap_database_errors:
+                        _flush(self.connection)
+                else:
+                    sql = "; ".join([*(q.text for q in queue), "COMMIT"])
+                    with (
+                        debug_transaction(self, sql),
+                        self.wrap_database_errors,
+                        base.Cursor(self.connection) as cursor,
+                    ):
+                        _run(cursor, queue, "COMMIT", None, {})
+                    return None
         return super()._commit()
 
     def _rollback(self) -> Any:
