@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -75,12 +76,37 @@ class TransitionSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
 
+def _copy_field(field: serializers.Field) -> serializers.Field:
+    """A fresh, unbound copy of a built field, as cheap as it can safely be.
+
+    A field holding other fields (a relation's child, a list's child, a nested
+    serializer) binds them to itself when built, so it is rebuilt (``deepcopy``: DRF
+    re-instantiates it); any other field is copied shallowly — binding it to a serializer
+    sets attributes on the copy only, and what it shares (validators, messages, choices)
+    is never changed after it is built."""
+    if isinstance(field, serializers.BaseSerializer | serializers.ManyRelatedField) or hasattr(
+        field, "child"
+    ):
+        return copy.deepcopy(field)
+    return copy.copy(field)
+
+
 class ServiceSerializer(serializers.ModelSerializer):
     """Routes create/update to service functions named on the subclass."""
 
     create_service: Any = None
     update_service: Any = None
     parent_fields: tuple[str, ...] = ()
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        """The fields ModelSerializer builds from the model for every instance (every
+        request: ~25 ``build_field`` calls here, most of a serializer's own cost), built
+        once per class and copied (``_copy_field``)."""
+        built = type(self).__dict__.get("_built_fields")
+        if built is None:
+            built = super().get_fields()
+            type(self)._built_fields = built  # per class: a subclass builds its own
+        return {name: _copy_field(field) for name, field in built.items()}
 
     def create(self, validated_data: dict[str, Any]) -> Any:
         return type(self).create_service(_access(self), **validated_data)
