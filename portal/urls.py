@@ -41,6 +41,14 @@ for prefix, viewset in [*workers_api.ROUTES, *retraining_api.ROUTES]:
     api.register(prefix, viewset)
 
 urlpatterns = [
+    # The API first: Django tries patterns in order, and pipelines call it most (no page
+    # pattern starts with "api/", so the order changes no answer, only the search).
+    path("api/v1/access/grants/", api_views.GrantView.as_view(), name="api-grants"),
+    path("api/v1/", include(workers_api_urls)),
+    # OpenLineage's HTTP transport posts to api/v1/lineage (no trailing slash).
+    path("api/v1/lineage", lineage_views.LineageView.as_view(), name="api-lineage"),
+    path("api/v1/lineage/", include("lineage.api.urls")),
+    path("api/v1/", include((api.urls, "api"), namespace="api")),
     path("", views.dashboard, name="dashboard"),
     # Operations (docs/operations.md); portal.health.ProbeMiddleware answers these first.
     path("healthz", health.healthz, name="healthz"),
@@ -61,12 +69,6 @@ urlpatterns = [
     path("lineage/", include("lineage.urls")),
     path("", include("workers.urls")),
     path("admin/", admin.site.urls),
-    path("api/v1/access/grants/", api_views.GrantView.as_view(), name="api-grants"),
-    path("api/v1/", include(workers_api_urls)),
-    # OpenLineage's HTTP transport posts to api/v1/lineage (no trailing slash).
-    path("api/v1/lineage", lineage_views.LineageView.as_view(), name="api-lineage"),
-    path("api/v1/lineage/", include("lineage.api.urls")),
-    path("api/v1/", include((api.urls, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up code as a file (no inline script, so the
     # strict Content Security Policy holds); Redoc renders its spec in a blob: worker.

@@ -79,14 +79,21 @@ class TransitionSerializer(serializers.Serializer):
 def _copy_field(field: serializers.Field) -> serializers.Field:
     """A fresh, unbound copy of a built field, as cheap as it can safely be.
 
-    A field holding other fields (a relation's child, a list's child, a nested
-    serializer) binds them to itself when built, so it is rebuilt (``deepcopy``: DRF
-    re-instantiates it); any other field is copied shallowly — binding it to a serializer
-    sets attributes on the copy only, and what it shares (validators, messages, choices)
-    is never changed after it is built."""
-    if isinstance(field, serializers.BaseSerializer | serializers.ManyRelatedField) or hasattr(
-        field, "child"
-    ):
+    A field is copied shallowly: binding the copy to a serializer sets attributes on the
+    copy only, and what it shares (validators, messages, choices, a queryset) is never
+    changed after it is built. A field holding one other field (a list of references,
+    a list serializer, a list field) bound that child to itself when built: the copy gets
+    a copy of the child, bound to it as the child was to the field. A nested serializer
+    is rebuilt (``deepcopy``: DRF re-instantiates it)."""
+    child_attr = "child_relation" if isinstance(field, serializers.ManyRelatedField) else "child"
+    child = getattr(field, child_attr, None)
+    if isinstance(child, serializers.Field):
+        clone = copy.copy(field)
+        copied = _copy_field(child)
+        copied.parent = clone  # bound as the child was (field name "", same source)
+        setattr(clone, child_attr, copied)
+        return clone
+    if isinstance(field, serializers.BaseSerializer):
         return copy.deepcopy(field)
     return copy.copy(field)
 

@@ -61,10 +61,11 @@ def _run(
 ) -> list[tuple[Callable[[int], None], int]]:
     """Send ``carried`` and ``query`` in one round trip and leave the cursor at
     ``query``'s result; the carried statements' ``on_result`` calls to make."""
-    texts = [q.text for q in carried]
-    if params is not None:  # the whole text is parsed for placeholders: escape the rest
-        texts = [t.replace("%", "%%") for t in texts]
-    base.Cursor.execute(cursor, "; ".join([*texts, query]), params, **kwargs)
+    if params is not None:
+        # bound on its own (psycopg caches the parse of a short statement's text), and the
+        # whole message then sent without parameters: nothing in it is parsed again
+        query = cursor.mogrify(query, params)
+    base.Cursor.execute(cursor, "; ".join([*(q.text for q in carried), query]), **kwargs)
     calls = []
     for item in carried:
         if item.on_result is not None:
