@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,50 @@ def to_json_value(value: Any) -> Any:
 
 
 def canonical(event: dict[str, Any]) -> bytes:
-    """RFC 8785 (JSON Canonicalization Scheme) bytes of an event."""
+    """RFC 8785 (JSON Canonicalization Scheme) bytes of an event.
+
+    An event whose values JCS writes exactly as Python's C JSON encoder does (see
+    :func:`_encodes_alike`; nearly every event) is encoded by the latter, several times
+    faster than ``rfc8785``'s pure-Python encoder; any other goes through ``rfc8785``,
+    which also raises for what JCS cannot hold."""
+    if _encodes_alike(event):
+        try:
+            return json.dumps(
+                event, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+            ).encode("utf-8")
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: rfc8785 raises its own error for it
     return rfc8785.dumps(event)
+
+
+_JCS_INT = 2**53 - 1  # JCS integers are IEEE 754 doubles' safe integers
+
+
+def _encodes_alike(value: Any) -> bool:
+    """Whether RFC 8785 and ``json.dumps(sort_keys=True, ensure_ascii=False, compact)``
+    give the same text for ``value``: both escape strings alike (the two-character forms,
+    ``\\u00xx`` for other control characters, nothing else); JCS writes a float as
+    ECMAScript does, which equals Python's ``repr`` unless it is zero, integral (``1.0``)
+    or in exponent form; JCS refuses integers beyond 2**53-1 and keys that are not
+    strings (``json`` would write them); and JCS orders keys by UTF-16 code units, which
+    is code point order below U+D800."""
+    if value is None or isinstance(value, bool | str):
+        return True
+    if isinstance(value, int):
+        return -_JCS_INT <= value <= _JCS_INT
+    if isinstance(value, float):
+        text = repr(value)
+        return value != 0 and math.isfinite(value) and "e" not in text and text[-2:] != ".0"
+    if isinstance(value, list | tuple):
+        return all(_encodes_alike(item) for item in value)
+    if isinstance(value, dict):
+        return all(
+            isinstance(key, str)
+            and (key.isascii() or max(map(ord, key)) < 0xD800)
+            and _encodes_alike(item)
+            for key, item in value.items()
+        )
+    return False
 
 
 def chain_hash(prev_hash: str, payload: bytes) -> str:
