@@ -189,6 +189,14 @@ class Access:
             ids = ids.filter(id__in=scope)
         return ids.values("id")
 
+    def visible_ids(self) -> frozenset[int] | None | bool:
+        """The visible use cases as ids: None for every one, False where they are known
+        only as a subquery (rights read lazily, not with a token or a global role)."""
+        if self.visible_use_case_ids() is None:
+            return None
+        known = self._cache.get("visible_ids")
+        return False if known is None else frozenset(known)
+
     def filter(self, queryset: QuerySet, field_name: str = "use_case_id") -> QuerySet:
         if queryset.model._meta.label == "registry.UseCase":
             field_name = "id"

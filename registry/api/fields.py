@@ -79,11 +79,7 @@ class ScopedRelatedField(serializers.PrimaryKeyRelatedField):
         request = self.context.get("request")
         if request is None or self.queryset is None or not isinstance(self.queryset, QuerySet):
             return False
-        access = Access.for_request(request)
-        if access.visible_use_case_ids() is None:
-            return None
-        known = access._cache.get("visible_ids")
-        return False if known is None else frozenset(known)
+        return Access.for_request(request).visible_ids()
 
 
 class ScopedManyRelatedField(serializers.ManyRelatedField):
@@ -131,6 +127,8 @@ class _Lookup:
     def of(cls, queryset: QuerySet) -> _Lookup:
         lookup = cls._cache.get(id(queryset))
         if lookup is None or lookup.queryset is not queryset:
+            if len(cls._cache) >= 512:  # querysets made per request would otherwise pile up
+                cls._cache.clear()
             lookup = cls._cache[id(queryset)] = cls(queryset)
         return lookup
 
