@@ -280,7 +280,7 @@ def write_figures(args: Any, results: dict[str, Any]) -> None:
                     ok=ratio <= 1.0 if checked else None,
                     peer=f"{peer}, {stat[:3]}",
                     peer_value=mlflow[stat],
-                    ratio_text=f"{ratio:.1f}× MLflow's",
+                    ratio_text=f"{ratio:.2f}× MLflow's",
                 )
             )
     artifact = summ["charter_signed_artifact_only"]
