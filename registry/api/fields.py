@@ -79,6 +79,8 @@ class ScopedRelatedField(serializers.PrimaryKeyRelatedField):
         request = self.context.get("request")
         if request is None or self.queryset is None or not isinstance(self.queryset, QuerySet):
             return False
+        if connections[self.queryset.db].vendor != "postgresql":
+            return False  # the compiled lookup takes the ids as one PostgreSQL array
         return Access.for_request(request).visible_ids()
 
 
