@@ -295,3 +295,28 @@ def fast_password_hashing(settings: Any) -> None:
     Import this into a test module to use it (it must run before ``world``).
     """
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@dataclass
+class ServiceAccount:
+    user: Any
+    token: ApiToken
+    secret: str
+    client: Any  # an APIClient sending the token
+
+
+def service_account(username: str, role: str, use_case: Any, right: str) -> ServiceAccount:
+    """A user in ``role`` granted ``right`` on ``use_case``, with a token scoped to it
+    and an API client that sends the token (as a pipeline calls the API)."""
+    from rest_framework.test import APIClient
+
+    from portal.permissions import Access
+    from portal.services import grant_access, issue_token
+
+    system = Access.system()
+    user = f.user(username, roles=(role,))
+    grant_access(system, use_case, user, right)
+    token, secret = issue_token(system, user=user, name="ci", use_cases=[use_case])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return ServiceAccount(user, token, secret, client)

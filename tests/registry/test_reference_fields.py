@@ -14,24 +14,19 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from portal import roles
-from portal.permissions import Access
-from portal.services import grant_access, issue_token
 from registry.api.serializers import ModelVersionSerializer
 from registry.models import ModelVersion
 from tests import factories as f
-from tests.helpers import fast_password_hashing  # noqa: F401  (autouse fixture)
+from tests.helpers import (
+    fast_password_hashing,  # noqa: F401  (autouse fixture)
+    service_account,
+)
 
-SYSTEM = Access.system()
 URL = "/api/v1/model-versions/"
 
 
 def _token_client(world: Any) -> APIClient:
-    user = f.user("ref-bot", roles=(roles.CONTRIBUTOR,))
-    grant_access(SYSTEM, world.uc_a, user, "contribute")
-    _, secret = issue_token(SYSTEM, user=user, name="ci", use_cases=[world.uc_a])
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
-    return client
+    return service_account("ref-bot", roles.CONTRIBUTOR, world.uc_a, "contribute").client
 
 
 def _session_client(world: Any) -> APIClient:

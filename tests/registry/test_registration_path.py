@@ -29,7 +29,10 @@ from portal.services import grant_access, issue_token, revoke_access, revoke_tok
 from portal.webhooks import create_subscription
 from registry.models import ModelVersion
 from tests import factories as f
-from tests.helpers import fast_password_hashing  # noqa: F401  (autouse fixture)
+from tests.helpers import (
+    fast_password_hashing,  # noqa: F401  (autouse fixture)
+    service_account,
+)
 
 SYSTEM = Access.system()
 URL = "/api/v1/model-versions/"
@@ -48,11 +51,8 @@ _SAVEPOINTS = re.compile(r'^(BEGIN; |(SAVEPOINT|RELEASE SAVEPOINT) "[^"]+"; )+')
 @pytest.fixture
 def pipeline(world: Any) -> dict[str, Any]:
     """A service account with contribute rights on use case A, its token scoped to A."""
-    user = f.user("pipeline-bot", roles=(roles.CONTRIBUTOR,))
-    grant_access(SYSTEM, world.uc_a, user, "contribute")
-    token, secret = issue_token(SYSTEM, user=user, name="ci", use_cases=[world.uc_a])
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    account = service_account("pipeline-bot", roles.CONTRIBUTOR, world.uc_a, "contribute")
+    user, token, secret, client = account.user, account.token, account.secret, account.client
     return {"user": user, "token": token, "secret": secret, "client": client}
 
 
@@ -190,11 +190,7 @@ def test_validation_errors_name_fields(world: Any, pipeline: Any) -> None:
 
 
 def test_view_rights_alone_are_refused(world: Any) -> None:
-    viewer = f.user("reader-bot", roles=(roles.VIEWER,))
-    grant_access(SYSTEM, world.uc_a, viewer, "view")
-    _, secret = issue_token(SYSTEM, user=viewer, name="ro", use_cases=[world.uc_a])
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    client = service_account("reader-bot", roles.VIEWER, world.uc_a, "view").client
     before = ModelVersion.objects.count()
     response = post(client, body(world, "6.0"))
     assert response.status_code == 403, response.content
