@@ -121,8 +121,13 @@ def spawn(cmd: list[str], env: dict[str, str], log: Path, nice: int = 0) -> subp
     out = open(log, "ab")  # noqa: SIM115 (the child keeps it)
 
     def pre() -> None:
-        if nice:
-            os.nice(nice)
+        # Runs after setsid(). With the kernel's autogroup scheduling on (Linux's default for
+        # desktop and many server kernels), every session is a scheduling group of its own and
+        # a process's nice value only ranks it within that group: the group's own nice must be
+        # set too, or a "nice 10" worker still takes an equal share beside gunicorn's group.
+        os.nice(nice)
+        with suppress(OSError):
+            Path("/proc/self/autogroup").write_text(str(nice))
 
     proc = subprocess.Popen(
         cmd,
