@@ -29,7 +29,7 @@ from audits.models import AuditEvent
 from audits.services import record
 from portal import dsse, roles
 from portal import keys as portal_keys
-from portal.permissions import Access
+from portal.permissions import Access, role_names
 from registry import services as registry_services
 from registry.models import ModelVersion, RiskTier, UseCase
 from registry.services import InvalidTransition, snapshot
@@ -64,9 +64,7 @@ class RequestStateError(InvalidTransition):
 
 
 def user_roles(user: Any) -> set[str]:
-    if user is None or not getattr(user, "is_authenticated", False):
-        return set()
-    return set(user.groups.values_list("name", flat=True))
+    return set(role_names(user))
 
 
 def can_edit_policies(access: Access) -> bool:

@@ -253,6 +253,8 @@ class Access:
 #: A user object loaded for one request may carry its use-case grants, read in the
 #: statement that authenticated it: ``{use_case_id: frozenset(codenames)}``.
 GRANTS_ATTR = "_charter_grants"
+#: ... and the names of their groups (their roles): ``frozenset`` of names.
+ROLES_ATTR = "_charter_roles"
 _PRELOAD = ("perms_own", "perms_groups", "grants_own", "grants_groups")
 
 
@@ -263,8 +265,9 @@ def preload_annotations(user_column: str) -> dict[str, Any]:
     ``"portal_apitoken"."user_id"``). The annotated row then carries the user's global
     permissions (``app.codename``, their own and their groups', as Django's
     ``ModelBackend`` reads them) and their use-case grants (``<use case id>:<codename>``,
-    own and through groups, from guardian's direct tables); :func:`preload_user` puts
-    them where :class:`Access` and ``ModelBackend`` look, so the request needs no
+    own and through groups, from guardian's direct tables), and the names of their groups
+    (``role_names``); :func:`preload_user` puts them where :class:`Access`,
+    ``ModelBackend`` and :func:`role_names` look, so the request needs no
     permission queries of its own. The SQL is written once per process (Django would
     spend milliseconds building and compiling these subqueries on every request).
     """
@@ -343,6 +346,10 @@ def _preload_sql() -> dict[str, str]:
             f"JOIN {ug} m ON m.{ug_group} = o.{column(grouped, 'group')} "
             f"WHERE m.{ug_user} = {{user}})"
         ),
+        "role_names": (
+            f"ARRAY(SELECT g.{column(Group, 'name')} FROM {table(Group)} g "  # noqa: S608  # nosec B608
+            f"JOIN {ug} m ON m.{ug_group} = g.{column(Group, 'id')} WHERE m.{ug_user} = {{user}})"
+        ),
     }
     return sql
 
@@ -353,6 +360,9 @@ def preload_user(user: Any, row: Any) -> None:
     Only for the user object of one request: it reflects the grants at the moment
     the request authenticated, as the per-request caches below do.
     """
+    names = getattr(row, "role_names", None)
+    if names is not None:
+        setattr(user, ROLES_ATTR, frozenset(names))
     values = [getattr(row, name, None) for name in _PRELOAD]
     if any(v is None for v in values) or user.is_superuser or not user.is_active:
         return
@@ -363,6 +373,18 @@ def preload_user(user: Any, row: Any) -> None:
         use_case_id, _, codename = item.partition(":")
         grants.setdefault(int(use_case_id), set()).add(codename)
     setattr(user, GRANTS_ATTR, {pk: frozenset(names) for pk, names in grants.items()})
+
+
+def role_names(user: Any) -> frozenset[str]:
+    """The names of ``user``'s groups (their roles): read with the user where it was
+    loaded with :func:`preload_annotations` (as of that moment, like its permissions),
+    otherwise read now."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return frozenset()
+    names = getattr(user, ROLES_ATTR, None)
+    if names is None:
+        return frozenset(user.groups.values_list("name", flat=True))
+    return names
 
 
 def _pk(use_case: Any) -> Any:

@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -42,6 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import redis
 
@@ -476,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(f"load: {a.duration} s, {a.users} users (+{a.spawn_rate}/s), target {a.rps:g} req/s")
         t_load = time.monotonic()
+        groups = {"gunicorn": gunicorn.pid, "celery": worker.pid}
+        cpu_before = {**cpu_seconds(groups), "locust": _children_cpu()}
         locust = spawn(
             locust_cmd(a, host, a.duration, a.users, out / "locust"),
             {**load_env, "CHARTER_LOAD_RPS": str(a.rps), "CHARTER_LOAD_USERS": str(a.users)},
@@ -483,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         locust.wait()
         load_s = round(time.monotonic() - t_load, 1)
+        cpu_after = cpu_seconds(groups)
+        # locust has exited: its CPU time is among this process's reaped children's
+        cpu_after["locust"] = _children_cpu()
         if profiler is not None:
             profiler.wait(timeout=60)
         sampler.halt.set()
@@ -551,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
                     total and total["rps"] >= TARGET_RPS and total["p95_ms"] < TARGET_P95_MS
                 ),
             },
+            "cpu": cpu_report(cpu_before, cpu_after, total.get("requests", 0)),
             "celery": {"backlog_at_end": backlog, "drain_s": drain_s, "samples": sampler.samples},
             "verification": verified,
             "audit_chain": {"ok": audit.returncode == 0, **audit_result},
@@ -584,6 +592,43 @@ def _a_gunicorn_worker(master: int) -> int:
     return int(children[0])
 
 
+def cpu_seconds(groups: dict[str, int]) -> dict[str, float]:
+    """CPU time (user + system) used so far by each process group in ``groups`` (name ->
+    the pid of the session leader ``spawn`` started), by PostgreSQL's server processes,
+    and by the whole machine (``machine``: busy time over all CPUs)."""
+    totals = dict.fromkeys([*groups, "postgresql"], 0.0)
+    by_group = {pgid: name for name, pgid in groups.items()}
+    for proc in psutil.process_iter(["name"]):
+        try:
+            times = proc.cpu_times()
+            group = os.getpgid(proc.pid)
+        except (psutil.Error, ProcessLookupError):
+            continue
+        name = by_group.get(group) or ("postgresql" if proc.info["name"] == "postgres" else None)
+        if name is not None:
+            totals[name] += times.user + times.system
+    machine = psutil.cpu_times()
+    totals["machine"] = (
+        machine.user + machine.nice + machine.system + machine.irq + (machine.softirq)
+    )
+    return totals
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_report(before: dict[str, float], after: dict[str, float], requests: int) -> dict:
+    """Where the CPU went during the load: seconds and milliseconds per request."""
+    used = {name: max(0.0, after[name] - before[name]) for name in before}
+    used["other"] = max(0.0, used["machine"] - sum(v for k, v in used.items() if k != "machine"))
+    return {
+        name: {"s": round(v, 1), "ms_per_request": round(1000 * v / max(1, requests), 2)}
+        for name, v in used.items()
+    }
+
+
 def print_summary(r: dict[str, Any]) -> None:
     print(f"\n{'endpoint':<44} {'req':>7} {'rps':>7} {'p50':>6} {'p95':>6} {'p99':>6} {'err%':>6}")
     for name, e in sorted(r["endpoints"].items(), key=lambda kv: -kv[1]["requests"]):
@@ -603,6 +648,11 @@ def print_summary(r: dict[str, Any]) -> None:
             f"{kind:<14} accepted {k['accepted']:>6}  present {k['present']:>6}  missing "
             f"{k['missing']}  doubled {k['doubled']}  unexpected {k['unexpected']}  in doubt "
             f"{k['in_doubt']} ({k['in_doubt_present']} present)"
+        )
+    if r.get("cpu"):
+        print(
+            "CPU per request (ms): "
+            + ", ".join(f"{k} {v['ms_per_request']}" for k, v in r["cpu"].items())
         )
     print(f"celery drained in {r['celery']['drain_s']} s after the load")
     print(f"verification: {'ok' if v['ok'] else 'FAILED ' + '; '.join(v['failures'])}")

@@ -1,0 +1,71 @@
+"""A session user is read with their rights, roles and unread notifications in one
+statement per request (portal.auth.SessionBackend), and nothing of it outlives the request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from approvals.models import Notification
+from approvals.services import notify
+from portal import roles
+from portal.auth import PREPARED_USER_STATEMENT
+from tests import factories as f
+
+USER_TABLES = ("auth_user", "auth_group", "auth_permission", "approvals_notification")
+
+
+def _page(client: Client, path: str = "/use-cases/") -> tuple[str, list[str]]:
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(path)
+    assert response.status_code == 200
+    return response.content.decode(), [q["sql"] for q in ctx.captured_queries]
+
+
+def test_one_statement_reads_the_user_their_rights_roles_and_inbox(db: Any) -> None:
+    ann = f.user("ann", roles=(roles.BOARD,))
+    notify([ann], "Please review the credit model")
+    client = Client()
+    client.force_login(ann)
+    _page(client)  # the statement is prepared on this connection by the first request
+    html, sql = _page(client, "/audit/")  # needs audits.view_auditevent (a board right)
+    assert [s for s in sql if PREPARED_USER_STATEMENT in s] == [
+        f"EXECUTE {PREPARED_USER_STATEMENT}({ann.pk})"
+    ]
+    assert not [s for s in sql if any(f'"{t}"' in s for t in USER_TABLES)], sql
+    assert '<span class="role-chip">governance board</span>' in html
+    assert 'aria-label="Notifications: 1 unread"' in html
+
+
+def test_role_inbox_and_account_changes_count_from_the_next_request(db: Any) -> None:
+    ann = f.user("ann", roles=(roles.BOARD,))
+    notify([ann], "Please review the credit model")
+    client = Client()
+    client.force_login(ann)
+    assert client.get("/audit/").status_code == 200
+    ann.groups.remove(Group.objects.get(name=roles.BOARD))
+    ann.groups.add(Group.objects.get(name=roles.VIEWER))
+    Notification.objects.filter(user=ann).update(read_at=ann.date_joined)
+    html, _ = _page(client)
+    assert '<span class="role-chip">viewer</span>' in html
+    assert "governance board" not in html
+    assert 'aria-label="Notifications: 0 unread"' in html
+    assert client.get("/audit/").status_code in (403, 404)  # the board's right went with it
+    ann.is_active = False
+    ann.save(update_fields=["is_active"])
+    response = client.get("/use-cases/")
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_a_real_login_is_served_by_the_same_backend(db: Any) -> None:
+    f.user("bob", roles=(roles.AUDITOR,))
+    client = Client()
+    assert client.post("/login/", {"username": "bob", "password": "pw-bob"}).status_code == 302
+    assert client.session["_auth_user_backend"] == "portal.auth.SessionBackend"
+    html, sql = _page(client)
+    assert '<span class="role-chip">auditor</span>' in html
+    assert any(PREPARED_USER_STATEMENT in s for s in sql)
