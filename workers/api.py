@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
@@ -419,13 +420,18 @@ class _IntakeView(APIView):
                 {"idempotency_key": ["1 to 200 printable ASCII characters, no spaces"]},
             )
         digest = self.digest(request)
+        # A repeat of a key answers what the first delivery did (or 409 for another body).
+        # It is looked for first only for a file, which would otherwise be stored before
+        # the batch's unique key refuses it; a JSON batch is simply stored, and a repeat is
+        # found when its key is refused (accept_batch) or, before an error answer, here:
+        # the usual first delivery costs no lookup, and a repeat answers as before.
+        lookup = request.content_type.startswith("multipart/")
         try:
-            found = services.existing_batch(deployment, key)
-            if found is not None:
-                return self.answer(services.replay(found, digest), replayed=True)
+            if lookup and (replay := self.repeat(deployment, key, digest)) is not None:
+                return replay
             ref = services.reference_for(deployment, defer_profile=True)
             if ref is None and self.kind != TelemetryBatch.Kind.LABELS:
-                return _error(
+                return self.repeat(deployment, key, digest) or _error(
                     409,
                     "The deployment has no drift baseline: its model version's training "
                     "dataset version needs a ready reference profile.",
@@ -433,10 +439,14 @@ class _IntakeView(APIView):
                 )
             try:
                 payload, file = self.check(request, ref)
-            except schema.TelemetryRejected as exc:
+                timestamp = services.check_timestamp(data.get("timestamp"))
+            except (schema.TelemetryRejected, ValidationError) as exc:
+                if (replay := self.repeat(deployment, key, digest)) is not None:
+                    return replay
+                if isinstance(exc, ValidationError):
+                    raise
                 code = 413 if exc.too_large else 400
                 return _error(code, "Too large." if exc.too_large else "Invalid input.", exc.errors)
-            timestamp = services.check_timestamp(data.get("timestamp"))
             batch, replayed = services.accept_batch(
                 access,
                 deployment,
@@ -452,6 +462,11 @@ class _IntakeView(APIView):
         except services.Conflict as exc:
             return _conflict(exc)
         return self.answer(batch, replayed=replayed)
+
+    def repeat(self, deployment: Deployment, key: str, digest: str) -> Response | None:
+        """The answer to a repeated key: the first delivery's (409 for another body)."""
+        found = services.existing_batch(deployment, key)
+        return None if found is None else self.answer(services.replay(found, digest), replayed=True)
 
     def answer(self, batch: TelemetryBatch, *, replayed: bool) -> Response:
         body = services.answer_body(batch)

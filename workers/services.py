@@ -455,8 +455,9 @@ def accept_batch(
 
     A retry with the same key and body returns the original batch (``replayed``); the same key
     with another body is a :class:`Conflict`. The unique key makes concurrent retries safe.
-    ``looked_up``: the caller has just found no batch with this key (:func:`existing_batch`),
-    so it is not asked again; a concurrent one is still caught by the unique key.
+    ``looked_up``: the caller has already looked for a batch with this key, or leaves a
+    repeat to the unique key (which turns it into the same replay), so it is not looked
+    for here.
     """
     access.require_contribute(deployment.use_case)
     found = None if looked_up else existing_batch(deployment, key)

@@ -607,6 +607,8 @@ def cpu_seconds(groups: dict[str, int]) -> dict[str, float]:
         name = by_group.get(group) or ("postgresql" if proc.info["name"] == "postgres" else None)
         if name is not None:
             totals[name] += times.user + times.system
+        if name == "postgresql":  # the postmaster: its backends that have exited meanwhile
+            totals[name] += times.children_user + times.children_system
     machine = psutil.cpu_times()
     totals["machine"] = (
         machine.user + machine.nice + machine.system + machine.irq + (machine.softirq)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.monitoring import rig
-from workers.models import PredictionRecord, TelemetryBatch, WindowProfile
+from workers.models import PredictionRecord, ReferenceProfile, TelemetryBatch, WindowProfile
 
 
 @pytest.fixture
@@ -171,6 +171,29 @@ def test_same_key_with_a_different_body_is_409(world: Any, dep: Any, capture: An
     assert WindowProfile.objects.get().rows == 10
 
 
+def test_a_repeat_is_answered_as_first_even_where_a_new_batch_would_be_refused(
+    world: Any, dep: Any, capture: Any, settings: Any
+) -> None:
+    """A repeat's answer is the first delivery's: not an error the same body would get now
+    (rows over a lowered limit, the baseline gone), and 409 for another body all the same."""
+    client = world.client("contributor_a")
+    with capture(execute=True):
+        first = rig.post(client, dep, rig.rows(12), k="kept")
+    assert first.status_code == 202
+    settings.CHARTER_TELEMETRY_MAX_ROWS = 10
+    again = rig.post(client, dep, rig.rows(12), k="kept")
+    assert again.status_code == 202 and again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = rig.post(client, dep, rig.rows(11, seed=5), k="kept")  # over the limit too
+    assert other.status_code == 409 and "idempotency_key" in other.json()["errors"]
+    ReferenceProfile.objects.update(status="failed")  # the deployment loses its baseline
+    assert rig.post(client, dep, rig.rows(5), k="fresh").status_code == 409  # no baseline
+    settings.CHARTER_TELEMETRY_MAX_ROWS = 50_000
+    late = rig.post(client, dep, rig.rows(12), k="kept")
+    assert late.status_code == 202 and late.json() == first.json()
+    assert TelemetryBatch.objects.count() == 1
+
+
 def test_keys_are_per_deployment(world: Any, dep: Any, capture: Any) -> None:
     other = rig.install_reference(world.tree["b"]["dataset_version"])
     assert other.status == "ready"
@@ -279,7 +302,8 @@ def test_intake_reads_each_thing_once_and_writes_the_batch_in_one_insert(
     batch = TelemetryBatch.objects.get(idempotency_key="counted")
     assert response.json()["id"] == batch.pk and response.json()["status"] == "queued"
     sql = [q["sql"] for q in ctx.captured_queries]
-    assert len([s for s in sql if s.startswith('SELECT "workers_telemetrybatch"')]) == 1
+    # a first delivery is not looked up: a repeat is caught by the batch's unique key
+    assert not [s for s in sql if s.startswith('SELECT "workers_telemetrybatch"')]
     assert not [s for s in sql if s.startswith('UPDATE "workers_telemetrybatch"')]
     assert not [s for s in sql if s.startswith('SELECT "workers_monitoringconfig"')]
     refs = [s for s in sql if 'FROM "workers_referenceprofile"' in s]
