@@ -6,7 +6,7 @@
 1. creates a fresh PostgreSQL database ``charter_load_<timestamp>`` (a copy of a migrated
    template database, made once per set of migrations), seeds it through the service layer
    (``seed.py``);
-2. starts gunicorn (sync workers) and a Celery worker process on that database;
+2. starts gunicorn (threaded workers) and a Celery worker process on that database;
 3. warms every gunicorn worker up, then runs locust headless in a separate process
    (``locustfile.py``: board members, training pipelines, serving fleets, OpenLineage
    producers), sampling the Celery backlog and the load average meanwhile;
@@ -74,8 +74,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--spawn-rate", type=float, default=None, help="users started per second")
     p.add_argument("--rps", type=float, default=None, help=f"target req/s (default {TARGET_RPS})")
     p.add_argument("--short", action="store_true", help="a ~20 s smoke run with few users")
-    p.add_argument("--workers", type=int, default=None, help="gunicorn workers (2*cores+1)")
-    p.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker")
+    p.add_argument("--workers", type=int, default=None, help="gunicorn workers (2*cores)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="gunicorn threads per worker (more than 1: gthread workers, with keep-alive)",
+    )
     p.add_argument("--celery-concurrency", type=int, default=1)
     p.add_argument(
         "--celery-nice",
@@ -111,7 +116,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.rps = a.rps or (40 if short else TARGET_RPS)
     a.use_cases = a.use_cases or (4 if short else 12)
     a.warmup = a.warmup if a.warmup is not None else (3 if short else 15)
-    a.workers = a.workers or (2 if short else 2 * (os.cpu_count() or 1) + 1)
+    a.workers = a.workers or (2 if short else 2 * (os.cpu_count() or 1))
     return a
 
 
