@@ -24,13 +24,14 @@ import numpy as np
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import File
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from approvals.services import notify
 from audits.models import AuditEvent
 from audits.services import record
+from portal.db.compiled import CompiledQuery
 from portal.permissions import Access
 from registry.models import DatasetVersion, Deployment, UseCase
 from workers import performance
@@ -287,13 +288,23 @@ def reference_for(
     ``defer_profile``: leave the profile document unread (telemetry intake checks batches
     against :func:`parsed_reference`, which keeps parsed profiles by id and digest, so the
     document is read, once, only by a process that has not parsed it yet)."""
-    refs = ReferenceProfile.objects.filter(
-        dataset_version__trained_model_versions=deployment.model_version_id,
-        status=ReferenceProfile.Status.READY,
-    ).order_by("dataset_version_id")
+    if defer_profile and connection.vendor == "postgresql":
+        return _REFERENCE_WITHOUT_PROFILE.first(deployment.model_version_id)
+    refs = _references_of(deployment.model_version_id)
     if defer_profile:
         refs = refs.defer("profile")
     return refs.first()
+
+
+def _references_of(model_version: Any) -> QuerySet:
+    return ReferenceProfile.objects.filter(
+        dataset_version__trained_model_versions=model_version,
+        status=ReferenceProfile.Status.READY,
+    ).order_by("dataset_version_id")
+
+
+# Every telemetry post reads its deployment's baseline: compiled once per process.
+_REFERENCE_WITHOUT_PROFILE = CompiledQuery(lambda mv: _references_of(mv).defer("profile")[:1])
 
 
 def inputs_of(ref: ReferenceProfile) -> DatasetProfile:

@@ -227,6 +227,24 @@ def test_unknown_deployment_and_invisible_deployment_are_404(world: Any, dep: An
     _nothing_written()
 
 
+def test_the_deployment_is_found_by_token_scope_and_rights_read_with_the_token(
+    world: Any, dep: Any, capture: Any
+) -> None:
+    """Token callers' rights come with the token (the compiled deployment lookup); a token
+    scoped elsewhere, an unknown id and an id past the column's range all answer 404."""
+    from tests.helpers import service_account
+
+    fleet = service_account("fleet-a", "contributor", world.uc_a, "contribute")
+    other = service_account("fleet-b", "contributor", world.uc_b, "contribute")
+    with capture(execute=True):
+        assert rig.post(fleet.client, dep, rig.rows(5)).status_code == 202
+    assert rig.post(other.client, dep, rig.rows(5)).status_code == 404
+    for pk in (999999, 2**63, 2**70):
+        assert rig.post(fleet.client, type(dep)(pk=pk), rig.rows(5)).status_code == 404, pk
+        assert rig.post(world.client("admin"), type(dep)(pk=pk), rig.rows(5)).status_code == 404
+    assert TelemetryBatch.objects.count() == 1
+
+
 def test_a_viewer_may_not_post_telemetry(world: Any, dep: Any) -> None:
     response = rig.post(world.client("viewer_a"), dep, rig.rows(5))
     assert response.status_code == 403
