@@ -180,6 +180,18 @@ def load_test_result(data: dict[str, Any]) -> dict[str, Any]:
     drain = (data.get("celery") or {}).get("drain_s")
     if drain is not None:
         figures.append(figure("Celery backlog drained after the load", drain, "s"))
+    cpu = data.get("cpu") or {}
+    if "machine" in cpu:
+        figures.append(
+            figure(
+                "CPU per request, whole machine",
+                cpu["machine"]["ms_per_request"],
+                "ms",
+                note=", ".join(
+                    f"{name} {v['ms_per_request']}" for name, v in cpu.items() if name != "machine"
+                ),
+            )
+        )
     for name, e in sorted((data.get("endpoints") or {}).items(), key=lambda kv: -kv[1]["rps"]):
         figures.append(
             figure(
