@@ -50,13 +50,7 @@ def _fetch_token(prefix: str) -> ApiToken | None:
     if connection.vendor != "postgresql":
         return ApiToken.objects.select_related("user").filter(prefix=prefix).first()
     sql, params, token_fields, user_fields, extra = _token_statement()
-    with connection.cursor() as cursor:
-        if settings.CHARTER_DB_PREPARED_STATEMENTS:
-            _prepare(cursor, sql, params)
-            cursor.execute(f"EXECUTE {PREPARED_TOKEN_STATEMENT}(%s)", [prefix])
-        else:
-            cursor.execute(sql, [*params, prefix])
-        row = cursor.fetchone()
+    row = _fetch_row(sql, params, prefix)
     if row is None:
         return None
     from django.contrib.auth import get_user_model
@@ -106,6 +100,25 @@ def _prepare(
             params,  # the constants of the rights subqueries, inlined as literals
         )
     done[raw] = True
+
+
+def _fetch_row(
+    sql: str,
+    params: list[Any],
+    value: Any,
+    name: str = PREPARED_TOKEN_STATEMENT,
+    types: str = "(text)",
+    done: weakref.WeakKeyDictionary[Any, bool] = _prepared,
+) -> Any:
+    """The first row of ``sql`` run with ``value`` as its last parameter: as the prepared
+    statement ``name`` (see :func:`_prepare`), or plainly where prepared statements are off."""
+    with connection.cursor() as cursor:
+        if settings.CHARTER_DB_PREPARED_STATEMENTS:
+            _prepare(cursor, sql, params, name, types, done)
+            cursor.execute(f"EXECUTE {name}(%s)", [value])
+        else:
+            cursor.execute(sql, [*params, value])
+        return cursor.fetchone()
 
 
 @functools.cache
@@ -185,13 +198,7 @@ def _fetch_user(user_id: Any) -> Any:
     from django.contrib.auth import get_user_model
 
     sql, params, fields, extra = _user_statement()
-    with connection.cursor() as cursor:
-        if settings.CHARTER_DB_PREPARED_STATEMENTS:
-            _prepare(cursor, sql, params, PREPARED_USER_STATEMENT, "", _prepared_user)
-            cursor.execute(f"EXECUTE {PREPARED_USER_STATEMENT}(%s)", [user_id])
-        else:
-            cursor.execute(sql, [*params, user_id])
-        row = cursor.fetchone()
+    row = _fetch_row(sql, params, user_id, PREPARED_USER_STATEMENT, "", _prepared_user)
     if row is None:
         return None
     user = get_user_model().from_db(connection.alias, fields, row[: len(fields)])
