@@ -21,15 +21,6 @@ def _configure_logging(**_: Any) -> None:
     logging.config.dictConfig(settings.LOGGING)
 
 
-@signals.worker_process_init.connect(weak=False)
-def _settle(**_: Any) -> None:
-    """A worker process serves tasks for hours: the same garbage-collector settling as the
-    web workers (portal/runtime.py), once the task modules are loaded."""
-    from portal.runtime import settle
-
-    settle(import_urls=False)
-
-
 @signals.before_task_publish.connect(weak=False)
 def _stamp_request_id(headers: dict[str, Any] | None = None, **_: Any) -> None:
     """A task enqueued during a request carries that request's id (logged as its parent)."""

@@ -200,13 +200,10 @@ CHARTER_IDEMPOTENCY_TTL_HOURS = env_int("CHARTER_IDEMPOTENCY_TTL_HOURS", 48)
 CHARTER_IDEMPOTENCY_PENDING_SECONDS = env_int("CHARTER_IDEMPOTENCY_PENDING_SECONDS", 300)
 CHARTER_TOKEN_DEFAULT_DAYS = env_int("CHARTER_TOKEN_DEFAULT_DAYS", 90)
 CHARTER_TOKEN_LAST_USED_RESOLUTION_S = 60
-# The API token lookup is a prepared statement (PostgreSQL session state); turn off behind a
-# connection pooler in transaction mode (PgBouncer's pool_mode=transaction).
+# The API token and session-user lookups are prepared statements (PostgreSQL session
+# state); turn off behind a connection pooler in transaction mode (PgBouncer's
+# pool_mode=transaction).
 CHARTER_DB_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
-# Long-lived server processes (WSGI workers, Celery worker processes) move what they loaded
-# at start out of the garbage collector's view and collect the youngest generation every
-# this many net allocations instead of Python's 700 (portal/runtime.py); 0 keeps Python's.
-CHARTER_GC_GEN0_THRESHOLD = env_int("CHARTER_GC_GEN0_THRESHOLD", 10_000)
 
 # Retraining executors (workers/executors/): name -> {"class": dotted path, "options": {...}},
 # from CHARTER_EXECUTORS as JSON; the local-process executor when unset.

@@ -4,7 +4,3 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 application = get_wsgi_application()
-
-from portal.runtime import settle  # noqa: E402  (needs the settings configured above)
-
-settle()
