@@ -628,13 +628,39 @@ def _columns_of(batch: TelemetryBatch) -> dict[str, Any]:
     return out
 
 
-def fold_batch(batch_id: int) -> str:
-    """Fold one batch into its window, exactly once.
+#: Unfolded batches of the same window that one fold task takes along with its own (see
+#: fold_batch): the window's profile is read, parsed, serialised and written once for all.
+FOLD_GROUP = 50
 
-    The batch row is locked first and its ``folded_at`` set in the same transaction as the
+
+def _companions(batch: TelemetryBatch) -> list[TelemetryBatch]:
+    """Other unfolded row and profile batches of ``batch``'s window, locked; batches another
+    fold holds are skipped (it folds them)."""
+    if batch.kind == TelemetryBatch.Kind.LABELS or FOLD_GROUP <= 1:
+        return []
+    return list(
+        TelemetryBatch.objects.select_for_update(skip_locked=True)
+        .filter(
+            deployment_id=batch.deployment_id,
+            window_start=batch.window_start,
+            folded_at__isnull=True,
+        )
+        .exclude(kind=TelemetryBatch.Kind.LABELS)
+        .exclude(pk=batch.pk)
+        .order_by("pk")[: FOLD_GROUP - 1]
+    )
+
+
+def fold_batch(batch_id: int) -> str:
+    """Fold one batch into its window, exactly once, and the window's other waiting batches
+    with it.
+
+    The batch rows are locked first and their ``folded_at`` set in the same transaction as the
     window's new profile, so a task that runs twice (a redelivery after a worker died, a
-    duplicate message) finds it folded and does nothing, and a worker killed mid-fold leaves
-    neither half.
+    duplicate message) or the task of a batch folded along with another finds it folded and
+    does nothing, and a worker killed mid-fold leaves neither half. Should one batch of a group
+    fail to fold, the group is undone and this task folds its own batch alone (the others'
+    tasks do the same for theirs).
     """
     with transaction.atomic():
         batch = (
@@ -647,41 +673,78 @@ def fold_batch(batch_id: int) -> str:
             return "gone"
         if batch.folded_at is not None:
             return "already folded"
-        try:
-            with transaction.atomic():  # a batch that cannot be folded leaves no trace ...
-                if batch.kind == TelemetryBatch.Kind.LABELS:
-                    result = _fold_labels(batch)
-                else:
-                    result = _fold_rows(batch)
-        except ValueError as exc:  # ... and is marked, so that no retry loops on it
-            log.warning("telemetry batch %s cannot be folded: %s", batch_id, exc)
-            result = {"error": str(exc)[:2000]}
+        group = [batch, *_companions(batch)]
+        results: dict[int, dict[str, Any]] | None = None
+        if len(group) > 1:
+            try:
+                with transaction.atomic():
+                    results = _fold_rows(group)
+            except ValueError:
+                group, results = [batch], None
+        if results is None:
+            try:
+                with transaction.atomic():  # a batch that cannot be folded leaves no trace ...
+                    if batch.kind == TelemetryBatch.Kind.LABELS:
+                        results = {batch.pk: _fold_labels(batch)}
+                    else:
+                        results = _fold_rows([batch])
+            except ValueError as exc:  # ... and is marked, so that no retry loops on it
+                log.warning("telemetry batch %s cannot be folded: %s", batch_id, exc)
+                results = {batch.pk: {"error": str(exc)[:2000]}}
         _test_delay(batch)
-        batch.folded_at = timezone.now()
-        batch.payload = None
-        batch.result = result
-        batch.response = {**batch.response, "status": "folded"}
-        file = batch.file.name
-        batch.file = ""
-        batch.save(update_fields=["folded_at", "payload", "result", "response", "file"])
-        if file:
-            storage = TelemetryBatch._meta.get_field("file").storage
-            transaction.on_commit(lambda: storage.delete(file))
-    return "failed" if "error" in result else "folded"
+        now = timezone.now()
+        storage = TelemetryBatch._meta.get_field("file").storage
+        for member in group:
+            member.folded_at = now
+            member.payload = None
+            member.result = results[member.pk]
+            member.response = {**member.response, "status": "folded"}
+            file = member.file.name
+            member.file = ""
+            member.save(update_fields=["folded_at", "payload", "result", "response", "file"])
+            if file:
+                transaction.on_commit(lambda file=file: storage.delete(file))
+    return "failed" if "error" in results[batch.pk] else "folded"
 
 
-def _fold_rows(batch: TelemetryBatch) -> dict[str, Any]:
-    deployment = batch.deployment
+def _fold_rows(batches: list[TelemetryBatch]) -> dict[int, dict[str, Any]]:
+    """Fold row and profile batches of one window (the first batch's) in order; each batch's
+    result by its id. A ValueError leaves the window as it was (the caller's savepoint)."""
+    first = batches[0]
+    deployment = first.deployment
     ref = reference_for(deployment)
     if ref is None:
-        return {"error": "the deployment has no reference profile any more"}
-    window = _locked_window(deployment, batch.window_start, batch.window_end)
+        return {
+            b.pk: {"error": "the deployment has no reference profile any more"} for b in batches
+        }
+    window = _locked_window(deployment, first.window_start, first.window_end)
     inputs = inputs_of(ref)
-    result: dict[str, Any] = {"window": window.pk}
     if window.profile is None:
         current = window_profile(inputs)
     else:
         current = DatasetProfile.from_dict(window.profile)
+    results = {}
+    for batch in batches:
+        batch.deployment = deployment
+        current, result = _fold_one(window, current, deployment, ref, batch)
+        results[batch.pk] = result
+    window.profile = current.to_dict()
+    window.batches += len(batches)
+    window.version += 1
+    window.dirty = True
+    window.save()
+    return results
+
+
+def _fold_one(
+    window: WindowProfile,
+    current: DatasetProfile,
+    deployment: Deployment,
+    ref: ReferenceProfile,
+    batch: TelemetryBatch,
+) -> tuple[DatasetProfile, dict[str, Any]]:
+    """Fold one batch into the window's profile (returned) and its other figures (in place)."""
+    result: dict[str, Any] = {"window": window.pk}
     if batch.kind == TelemetryBatch.Kind.PROFILE:
         posted = DatasetProfile.from_dict(batch.payload["profile"])
         current = merge(current, posted, rng=batch.pk)
@@ -728,14 +791,9 @@ def _fold_rows(batch: TelemetryBatch) -> dict[str, Any]:
         if latency is not None:
             old = ServiceMetrics.from_dict(window.service) if window.service else ServiceMetrics()
             window.service = old.observe(latency, columns.get("errors", 0)).to_dict()
-    window.profile = current.to_dict()
     window.rows += rows
-    window.batches += 1
-    window.version += 1
-    window.dirty = True
-    window.save()
     result["rows"] = rows
-    return result
+    return current, result
 
 
 def _fold_labels(batch: TelemetryBatch) -> dict[str, Any]:

@@ -33,16 +33,7 @@ def _concat(bodies: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return {name: [v for b in bodies for v in b["features"][name]] for name in rig.FEATURES}
 
 
-def test_window_equals_folding_the_concatenation(world: Any, dep: Any, capture: Any) -> None:
-    client = world.client("contributor_a")
-    bodies = [rig.rows(n, seed=s) for n, s in ((120, 1), (75, 2), (300, 3), (1, 4))]
-    bodies[1]["features"]["income"][5] = None
-    stamp = rig.hours_ago(0.01)
-    with capture(execute=True):
-        for body in bodies:
-            assert rig.post(client, dep, {**body, "timestamp": stamp}).status_code == 202
-    window = WindowProfile.objects.get()
-    assert window.rows == 496 and window.batches == 4
+def _assert_window_is_fold_of(window: Any, dep: Any, bodies: list[dict[str, Any]]) -> None:
     got = DatasetProfile.from_dict(window.profile)
     expected = fold(
         window_profile(services.inputs_of(services.reference_for(dep))), _concat(bodies)
@@ -57,11 +48,71 @@ def test_window_equals_folding_the_concatenation(world: Any, dep: Any, capture: 
             assert g.mean == pytest.approx(e.mean, rel=1e-12)
             assert g.m2 == pytest.approx(e.m2, rel=1e-9)
             assert (g.min, g.max) == (e.min, e.max)
+
+
+def test_window_equals_folding_the_concatenation(world: Any, dep: Any, capture: Any) -> None:
+    client = world.client("contributor_a")
+    bodies = [rig.rows(n, seed=s) for n, s in ((120, 1), (75, 2), (300, 3), (1, 4))]
+    bodies[1]["features"]["income"][5] = None
+    stamp = rig.hours_ago(0.01)
+    with capture(execute=True):
+        for body in bodies:
+            assert rig.post(client, dep, {**body, "timestamp": stamp}).status_code == 202
+    window = WindowProfile.objects.get()
+    assert window.rows == 496 and window.batches == 4
+    _assert_window_is_fold_of(window, dep, bodies)
     service = ServiceMetrics.from_dict(window.service)
     assert service.requests == 496
     latencies = np.concatenate([b["latency_ms"] for b in bodies])
     p95 = float(np.quantile(latencies, 0.95, method="lower"))
     assert service.latency.quantile(0.95) == pytest.approx(p95, rel=0.01)
+
+
+def test_one_task_folds_the_waiting_batches_of_its_window(world: Any, dep: Any) -> None:
+    """A backlog of one window is folded by the first task that gets to it: one read and one
+    write of the window for all; the other batches' tasks find theirs folded."""
+    client = world.client("contributor_a")
+    stamp = rig.hours_ago(0.01)
+    bodies = [rig.rows(n, seed=s) for n, s in ((30, 1), (45, 2), (12, 3), (60, 4))]
+    for body in bodies:  # stored, fold tasks not run (no on-commit here)
+        assert rig.post(client, dep, {**body, "timestamp": stamp}).status_code == 202
+    other = rig.post(client, dep, {**rig.rows(7), "timestamp": rig.hours_ago(5)})
+    assert other.status_code == 202
+    batches = list(TelemetryBatch.objects.order_by("pk"))
+    assert services.fold_batch(batches[1].pk) == "folded"
+    window = WindowProfile.objects.get()
+    assert (window.rows, window.batches, window.version) == (147, 4, 1)
+    _assert_window_is_fold_of(window, dep, bodies)
+    for batch, body in zip(batches[:4], bodies, strict=True):
+        batch.refresh_from_db()
+        assert batch.folded_at is not None and batch.payload is None
+        assert batch.result == {"window": window.pk, "rows": len(body["latency_ms"])}
+        assert batch.response["status"] == "folded"
+        assert services.fold_batch(batch.pk) == "already folded"
+    assert ServiceMetrics.from_dict(window.service).requests == 147
+    assert TelemetryBatch.objects.filter(folded_at__isnull=True).get() == batches[4]
+    assert services.fold_batch(batches[4].pk) == "folded"
+    assert sorted(WindowProfile.objects.values_list("rows", flat=True)) == [7, 147]
+
+
+def test_a_bad_batch_in_a_group_undoes_the_group_not_the_others(world: Any, dep: Any) -> None:
+    client = world.client("contributor_a")
+    stamp = rig.hours_ago(0.01)
+    for n in (5, 6, 7):
+        rig.post(client, dep, {**rig.rows(n), "timestamp": stamp})
+    first, bad, last = TelemetryBatch.objects.order_by("pk")
+    bad.payload["features"]["age"] = ["x"] * 6
+    bad.save()
+    assert services.fold_batch(first.pk) == "folded"  # the group failed: its own batch alone
+    assert WindowProfile.objects.get().rows == 5
+    assert TelemetryBatch.objects.filter(folded_at__isnull=True).count() == 2
+    assert services.fold_batch(bad.pk) == "failed"
+    bad.refresh_from_db()
+    assert "error" in bad.result and bad.folded_at is not None
+    assert services.fold_batch(last.pk) == "folded"
+    window = WindowProfile.objects.get()
+    assert (window.rows, window.batches) == (12, 2)
+    assert ServiceMetrics.from_dict(window.service).requests == 12
 
 
 def test_batches_go_to_the_window_of_their_timestamp(world: Any, dep: Any, capture: Any) -> None:

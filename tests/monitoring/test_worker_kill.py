@@ -49,12 +49,18 @@ def test_sigkill_mid_fold_then_restart_counts_every_row_exactly_once(tmp_path: P
             TelemetryBatch.objects.filter(folded_at__isnull=False).values_list("pk", flat=True)
         )
 
-    with celery_worker(extra_env=slow) as proc:
-        for i, body in enumerate(bodies):
-            response = rig.post(client, dep, {**body, "timestamp": stamp}, k=f"kill-{i}")
+    def send(first: int, last: int) -> None:
+        for i in range(first, last):
+            response = rig.post(client, dep, {**bodies[i], "timestamp": stamp}, k=f"kill-{i}")
             assert response.status_code == 202, response.json()
-        # wait until one batch is folded and the worker is inside the fold of another
-        assert wait_for(lambda: folded() and _folding(tmp_path) - folded(), timeout=60)
+
+    with celery_worker(extra_env=slow) as proc:
+        # a first half folded (a fold takes the window's waiting batches along with its
+        # own), then the worker killed inside the fold of the second half
+        send(0, BATCHES // 2)
+        assert wait_for(lambda: len(folded()) == BATCHES // 2, timeout=60)
+        send(BATCHES // 2, BATCHES)
+        assert wait_for(lambda: _folding(tmp_path) - folded(), timeout=60)
         victim = min(_folding(tmp_path) - folded())
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
