@@ -262,3 +262,44 @@ def test_a_block_of_only_deferred_writes_is_one_transaction_with_its_commit() ->
         "INSERT INTO auth_group (name) VALUES ('alone too'); COMMIT"
     ]
     assert names() == ["alone", "alone too"]
+
+
+def test_the_health_check_of_an_idle_live_connection_sends_nothing(monkeypatch: Any) -> None:
+    conn = connections["default"]
+    conn.ensure_connection()
+    sent: list[Any] = []
+    raw_cursor, raw_execute = conn.connection.cursor, conn.connection.execute
+    monkeypatch.setattr(
+        conn.connection, "cursor", lambda *a, **k: sent.append(a) or raw_cursor(*a, **k)
+    )
+    monkeypatch.setattr(
+        conn.connection, "execute", lambda *a, **k: sent.append(a) or raw_execute(*a, **k)
+    )
+    with CaptureQueriesContext(conn) as ctx:
+        assert conn.is_usable()
+    assert ctx.captured_queries == [] and sent == []
+    pid = conn.connection.info.backend_pid
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] == pid  # still the same session, still answering
+
+
+def test_the_health_check_finds_a_connection_the_server_dropped() -> None:
+    """A backend terminated by the server (as on a restart): the request that would reuse
+    the connection gets a fresh one instead of an error."""
+    import time
+
+    import psycopg
+
+    conn = connections["default"]
+    conn.ensure_connection()
+    pid = conn.connection.info.backend_pid
+    with psycopg.connect(conn.connection.info.dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    time.sleep(0.2)  # the server's goodbye reaches the socket
+    assert not conn.is_usable()
+    conn.health_check_done = False
+    conn.close_if_health_check_failed()
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != pid

@@ -26,6 +26,7 @@ Selected with ``ENGINE = "portal.db.postgresql"`` (``portal/settings.py`` does s
 
 from __future__ import annotations
 
+import select
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -184,6 +185,26 @@ class DatabaseWrapper(base.DatabaseWrapper):
             text = cursor.mogrify(sql, params) if params else sql
         _queue(self.connection).append(_Queued(text, on_result, control=False))
         return True
+
+    def is_usable(self) -> bool:
+        """Django's health check (``CONN_HEALTH_CHECKS``, before a request reuses the
+        connection) sends ``SELECT 1`` and waits for it: a round trip per request. An idle
+        connection the server has dropped (a restart, a terminated backend, a failover) has
+        its goodbye or its end of file waiting on the socket, so here the socket is polled
+        first, without waiting: nothing there, and the connection is idle, means usable;
+        anything there (a notice, the server's farewell) and the check is Django's own."""
+        raw = self.connection
+        if raw is None or raw.closed:
+            return False
+        if raw.info.transaction_status != pq.TransactionStatus.IDLE or _QUEUES.get(raw):
+            return super().is_usable()
+        poller = select.poll()
+        try:
+            poller.register(raw.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+            ready = poller.poll(0)
+        except (OSError, ValueError):
+            return False
+        return not ready or super().is_usable()
 
     def _deferring(self) -> bool:
         return self.connection is not None and self.connection.cursor_factory is Cursor
