@@ -67,6 +67,9 @@ def duration_s(text: str) -> int:
     return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
+PROFILE_FILES = {"flamegraph": "profile.svg", "raw": "profile.txt", "speedscope": "profile.json"}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=duration_s, default=None, help="load time (default 10m)")
@@ -108,6 +111,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--result", type=Path, default=None, help="default <out-dir>/result.json")
     p.add_argument("--keep-db", action="store_true", help="do not drop the database at the end")
     p.add_argument("--profile", action="store_true", help="py-spy record one gunicorn worker")
+    p.add_argument(
+        "--profile-format",
+        choices=["flamegraph", "raw", "speedscope"],
+        default="flamegraph",
+        help="py-spy's output: flamegraph (profile.svg), raw collapsed stacks (profile.txt)",
+    )
+    p.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="sample only threads holding the GIL (where the Python CPU goes, not the waits)",
+    )
     a = p.parse_args(argv)
     short = a.short
     a.duration = a.duration or (20 if short else 600)
@@ -469,7 +483,9 @@ def main(argv: list[str] | None = None) -> int:
                     str(BIN / "py-spy"),
                     "record",
                     "-o",
-                    str(out / "profile.svg"),
+                    str(out / PROFILE_FILES[a.profile_format]),
+                    "-f",
+                    a.profile_format,
                     "-p",
                     str(pid),
                     "-d",
@@ -477,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
                     "--rate",
                     "50",
                     "--nonblocking",
+                    *(["--gil"] if a.profile_gil else []),
                 ],
                 env,
                 out / "py-spy.log",

@@ -1,0 +1,208 @@
+"""CPU cost of the load's requests and of the telemetry fold, measured in-process.
+
+The load test (run.py) says how much CPU each server used per request; this says which
+request or task costs what, without HTTP, gunicorn or locust in the way: Django's test client
+posts the load's requests against a database the load runner seeded and kept
+(``run.py --keep-db``), and the Celery task that folds a telemetry batch is called directly.
+Each figure is the CPU time of this thread (``time.thread_time``) per call, so PostgreSQL's
+share is not in it.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/charter_load_... \\
+        python bench/load/inprocess.py --fixture var/load/<ts>/fixture.json [--n 200] \\
+        [--profile fold|telemetry|lineage]
+
+``--profile`` prints cProfile's top functions for that kind. The fold publishes nothing: the
+telemetry posts' tasks go to ``--broker`` (a scratch Redis database, purged afterwards) and
+the batches are folded here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import random
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+
+def _telemetry_body(rng: random.Random, regions: list[str], rows: int) -> dict[str, Any]:
+    """A batch like the locustfile's (same distributions)."""
+    return {
+        "idempotency_key": f"inproc-{uuid.uuid4().hex}",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "features": {
+            "applicant_age": [
+                float(round(min(90, max(18, rng.gauss(41, 12))))) for _ in range(rows)
+            ],
+            "income": [round(rng.lognormvariate(10.4, 0.45), 2) for _ in range(rows)],
+            "region": [rng.choice(regions) for _ in range(rows)],
+            "tenure_months": [
+                float(round(min(480, rng.gammavariate(2.0, 30.0)))) for _ in range(rows)
+            ],
+        },
+        "predictions": [round(rng.random(), 4) for _ in range(rows)],
+        "latency_ms": [round(rng.gammavariate(3.0, 14.0), 2) for _ in range(rows)],
+    }
+
+
+def _lineage_body(uc: int, n: int) -> dict[str, Any]:
+    run = str(uuid.uuid4())
+    return {
+        "eventType": "COMPLETE",
+        "eventTime": datetime.now(UTC).isoformat(),
+        "producer": "https://example.org/inprocess",
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+        "run": {"runId": run},
+        "job": {"namespace": "inprocess", "name": f"uc{uc}.job_{n % 7}"},
+        "inputs": [{"namespace": "inprocess", "name": f"uc{uc}.raw_{k}"} for k in range(2)],
+        "outputs": [{"namespace": "inprocess", "name": f"uc{uc}.clean"}],
+    }
+
+
+def _measure(label: str, calls: list[Callable[[], Any]], profile: bool) -> dict[str, float]:
+    prof = cProfile.Profile() if profile else None
+    costs = []
+    for call in calls:
+        t0 = time.thread_time()
+        if prof:
+            prof.enable()
+        call()
+        if prof:
+            prof.disable()
+        costs.append((time.thread_time() - t0) * 1000)
+    figures = {
+        "n": len(costs),
+        "mean_ms": round(statistics.fmean(costs), 2),
+        "median_ms": round(statistics.median(costs), 2),
+    }
+    print(f"{label:12s} {json.dumps(figures)}")
+    if prof:
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
+    return figures
+
+
+def _show_queries(call: Callable[[], Any], label: str) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        call()
+    print(f"-- {label}: {len(ctx.captured_queries)} round trips")
+    for q in ctx.captured_queries:
+        print("   ", q["sql"][:300].replace("\n", " "))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--fixture", required=True, type=Path)
+    parser.add_argument("--n", type=int, default=200, help="calls per kind")
+    parser.add_argument("--rows", type=int, default=50, help="rows per telemetry batch")
+    parser.add_argument("--profile", choices=["fold", "telemetry", "lineage"])
+    parser.add_argument("--broker", default="redis://127.0.0.1:6379/14")
+    parser.add_argument(
+        "--queries", action="store_true", help="print the SQL one call of each kind sends"
+    )
+    a = parser.parse_args()
+    os.environ["CELERY_BROKER_URL"] = a.broker
+
+    import django
+
+    django.setup()
+    from django.test import Client
+
+    from workers.models import TelemetryBatch
+    from workers.services import fold_batch
+
+    fixture = json.loads(a.fixture.read_text())
+    rng = random.Random(5)
+    client = Client(raise_request_exception=True)
+    ucs = fixture["use_cases"]
+
+    def post(path: str, body: dict[str, Any], token: str) -> Callable[[], Any]:
+        data = json.dumps(body)
+
+        def call() -> None:
+            r = client.post(
+                path,
+                data,
+                content_type="application/json",
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Idempotency-Key": body.get("idempotency_key", str(uuid.uuid4())),
+                },
+            )
+            assert r.status_code in (200, 201, 202), (r.status_code, r.content[:300])
+
+        return call
+
+    # warm every path once (imports, prepared statements, caches), then measure
+    for warm in range(2):
+        n = 3 if warm == 0 else a.n
+        tele = [
+            post(
+                f"/api/v1/deployments/{ucs[i % len(ucs)]['deployment']}/telemetry/",
+                _telemetry_body(rng, fixture["regions"], a.rows),
+                ucs[i % len(ucs)]["fleet_token"],
+            )
+            for i in range(n)
+        ]
+        lin = [
+            post(
+                "/api/v1/lineage",
+                _lineage_body(ucs[i % len(ucs)]["id"], i),
+                ucs[i % len(ucs)]["pipeline_token"],
+            )
+            for i in range(n)
+        ]
+        first = TelemetryBatch.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        _measure("telemetry", tele, warm == 1 and a.profile == "telemetry")
+        _measure("lineage", lin, warm == 1 and a.profile == "lineage")
+        ids = list(
+            TelemetryBatch.objects.filter(pk__gt=first, folded_at__isnull=True)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        _measure(
+            "fold", [lambda pk=pk: fold_batch(pk) for pk in ids], warm == 1 and a.profile == "fold"
+        )
+        if warm == 0:
+            print("-- (warm-up above)")
+            if a.queries:
+                _show_queries(
+                    tele[-1:]
+                    and [
+                        post(
+                            f"/api/v1/deployments/{ucs[0]['deployment']}/telemetry/",
+                            _telemetry_body(rng, fixture["regions"], a.rows),
+                            ucs[0]["fleet_token"],
+                        )
+                    ][0],
+                    "telemetry",
+                )
+                _show_queries(
+                    post(
+                        "/api/v1/lineage", _lineage_body(ucs[0]["id"], 99), ucs[0]["pipeline_token"]
+                    ),
+                    "lineage",
+                )
+
+    import redis
+
+    redis.Redis.from_url(a.broker).flushdb()
+
+
+if __name__ == "__main__":
+    main()
