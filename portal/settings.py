@@ -166,7 +166,9 @@ LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
-USE_I18N = True
+# English only: nothing is translated, and with translation machinery on every date, number
+# and template lookup asks which language is active
+USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
