@@ -234,6 +234,10 @@ CHARTER_TELEMETRY_MAX_UPLOAD_BYTES = env_int(
     "CHARTER_TELEMETRY_MAX_UPLOAD_BYTES", 100 * 1024 * 1024
 )
 CHARTER_TELEMETRY_MAX_UPLOAD_ROWS = env_int("CHARTER_TELEMETRY_MAX_UPLOAD_ROWS", 2_000_000)
+# A batch's fold is queued this many seconds after it is accepted, so that one fold task finds
+# the batches that arrived meanwhile and folds them together (workers.services.fold_batch):
+# a window is read and written once per few seconds instead of once per batch. 0: at once.
+CHARTER_TELEMETRY_FOLD_DELAY_S = env_int("CHARTER_TELEMETRY_FOLD_DELAY_S", 5)
 # Default window length (a deployment's MonitoringConfig may override it).
 CHARTER_TELEMETRY_WINDOW_SECONDS = env_int("CHARTER_TELEMETRY_WINDOW_SECONDS", 3600)
 # How far a batch's timestamp may lie in the past (days) or the future (seconds).

@@ -502,7 +502,12 @@ def accept_batch(
                 # robust: the batch is stored either way; if the broker is down the error is
                 # logged and the straggler sweep (Celery beat) queues the fold later, instead
                 # of the caller being told 500 about a batch that was in fact accepted
-                transaction.on_commit(lambda: fold_telemetry_batch.delay(batch.pk), robust=True)
+                transaction.on_commit(
+                    lambda: fold_telemetry_batch.apply_async(
+                        (batch.pk,), countdown=settings.CHARTER_TELEMETRY_FOLD_DELAY_S or None
+                    ),
+                    robust=True,
+                )
     except IntegrityError:
         if batch.file:
             batch.file.delete(save=False)
