@@ -678,7 +678,7 @@ def fold_batch(batch_id: int) -> str:
             return "gone"
         if batch.folded_at is not None:
             return "already folded"
-        group = [batch, *_companions(batch)]
+        group = sorted([batch, *_companions(batch)], key=lambda b: b.pk)  # folded in id order
         results: dict[int, dict[str, Any]] | None = None
         if len(group) > 1:
             try:
