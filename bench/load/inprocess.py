@@ -4,8 +4,9 @@ The load test (run.py) says how much CPU each server used per request; this says
 request or task costs what, without HTTP, gunicorn or locust in the way: Django's test client
 posts the load's requests against a database the load runner seeded and kept
 (``run.py --keep-db``), and the Celery task that folds a telemetry batch is called directly.
-Each figure is the CPU time of this thread (``time.thread_time``) per call, so PostgreSQL's
-share is not in it.
+Each figure is the CPU time of this thread (``time.thread_time``) per call — per batch for
+the fold, whose tasks fold the batches in groups as the worker does — so PostgreSQL's share
+is not in it.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/charter_load_... \\
         python bench/load/inprocess.py --fixture var/load/<ts>/fixture.json [--n 200] \\
@@ -148,28 +149,25 @@ def main() -> None:
 
         return call
 
+    def telemetry(i: int) -> Callable[[], Any]:
+        uc = ucs[i % len(ucs)]
+        body = _telemetry_body(rng, fixture["regions"], a.rows)
+        return post(f"/api/v1/deployments/{uc['deployment']}/telemetry/", body, uc["fleet_token"])
+
+    def lineage(i: int) -> Callable[[], Any]:
+        uc = ucs[i % len(ucs)]
+        return post("/api/v1/lineage", _lineage_body(uc["id"], i), uc["pipeline_token"])
+
     # warm every path once (imports, prepared statements, caches), then measure
     for warm in range(2):
         n = 3 if warm == 0 else a.n
-        tele = [
-            post(
-                f"/api/v1/deployments/{ucs[i % len(ucs)]['deployment']}/telemetry/",
-                _telemetry_body(rng, fixture["regions"], a.rows),
-                ucs[i % len(ucs)]["fleet_token"],
-            )
-            for i in range(n)
-        ]
-        lin = [
-            post(
-                "/api/v1/lineage",
-                _lineage_body(ucs[i % len(ucs)]["id"], i),
-                ucs[i % len(ucs)]["pipeline_token"],
-            )
-            for i in range(n)
-        ]
         first = TelemetryBatch.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
-        _measure("telemetry", tele, warm == 1 and a.profile == "telemetry")
-        _measure("lineage", lin, warm == 1 and a.profile == "lineage")
+        _measure(
+            "telemetry", [telemetry(i) for i in range(n)], warm == 1 and a.profile == "telemetry"
+        )
+        _measure("lineage", [lineage(i) for i in range(n)], warm == 1 and a.profile == "lineage")
+        # one task per batch, as the worker gets them: the first of a window folds the
+        # window's waiting batches, the rest find theirs folded (the figure is per batch)
         ids = list(
             TelemetryBatch.objects.filter(pk__gt=first, folded_at__isnull=True)
             .order_by("pk")
@@ -181,23 +179,8 @@ def main() -> None:
         if warm == 0:
             print("-- (warm-up above)")
             if a.queries:
-                _show_queries(
-                    tele[-1:]
-                    and [
-                        post(
-                            f"/api/v1/deployments/{ucs[0]['deployment']}/telemetry/",
-                            _telemetry_body(rng, fixture["regions"], a.rows),
-                            ucs[0]["fleet_token"],
-                        )
-                    ][0],
-                    "telemetry",
-                )
-                _show_queries(
-                    post(
-                        "/api/v1/lineage", _lineage_body(ucs[0]["id"], 99), ucs[0]["pipeline_token"]
-                    ),
-                    "lineage",
-                )
+                _show_queries(telemetry(0), "telemetry")
+                _show_queries(lineage(n), "lineage")
 
     import redis
 
