@@ -280,19 +280,22 @@ def parsed_reference(ref: ReferenceProfile) -> DatasetProfile:
 
 
 def reference_for(
-    deployment: Deployment, *, defer_profile: bool = False
+    deployment: Deployment, *, defer_profile: bool = False, with_dataset: bool = False
 ) -> ReferenceProfile | None:
     """The drift baseline of a deployment: the ready reference profile of its model version's
     first training dataset version (by id) that has one.
 
     ``defer_profile``: leave the profile document unread (telemetry intake checks batches
     against :func:`parsed_reference`, which keeps parsed profiles by id and digest, so the
-    document is read, once, only by a process that has not parsed it yet)."""
-    if defer_profile and connection.vendor == "postgresql":
+    document is read, once, only by a process that has not parsed it yet).
+    ``with_dataset``: read its dataset version and dataset along (pages name them)."""
+    if defer_profile and not with_dataset and connection.vendor == "postgresql":
         return _REFERENCE_WITHOUT_PROFILE.first(deployment.model_version_id)
     refs = _references_of(deployment.model_version_id)
     if defer_profile:
         refs = refs.defer("profile")
+    if with_dataset:
+        refs = refs.select_related("dataset_version__dataset")
     return refs.first()
 
 

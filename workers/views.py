@@ -20,7 +20,7 @@ from portal.permissions import Access
 from registry.models import Deployment
 from workers import charts, services
 from workers.drift import DatasetProfile
-from workers.models import AlertRule, DriftResult, Incident, WindowProfile
+from workers.models import AlertRule, DriftResult, Incident, ReferenceProfile, WindowProfile
 
 MAX_DAYS = 90
 
@@ -58,9 +58,8 @@ def _feature_rows(result: DriftResult | None) -> list[dict[str, Any]]:
 
 
 def _histogram(
-    deployment: Deployment, window: WindowProfile | None, feature: str
+    ref: ReferenceProfile | None, window: WindowProfile | None, feature: str
 ) -> dict[str, Any] | None:
-    ref = services.reference_for(deployment)
     if ref is None or window is None or window.profile is None:
         return None
     reference = services.inputs_of(ref)
@@ -95,7 +94,8 @@ def _budgets(rules: list[AlertRule]) -> dict[str, Any]:
 def monitoring(request: HttpRequest, pk: int) -> HttpResponse:
     dep = _deployment(request, pk)
     access = _access(request)
-    ref = services.reference_for(dep)
+    # the profile document is parsed once per process (inputs_of), not per page
+    ref = services.reference_for(dep, defer_profile=True, with_dataset=True)
     cfg = services.config_for(dep)
     days = _int(request.GET.get("days"), 7, 1, MAX_DAYS)
     since = timezone.now() - timedelta(days=days)
@@ -153,7 +153,7 @@ def monitoring(request: HttpRequest, pk: int) -> HttpResponse:
             "labelled": labelled,
             "rows": rows,
             "feature": feature,
-            "histogram": _histogram(dep, window, feature),
+            "histogram": _histogram(ref, window, feature),
             "charts": {k: charts.to_json(v) for k, v in figures.items() if v},
             "rules": rules,
             "incidents": Incident.objects.filter(deployment=dep, closed_at__isnull=True),
@@ -170,7 +170,8 @@ def feature_histogram(request: HttpRequest, pk: int) -> HttpResponse:
     window = get_object_or_404(
         WindowProfile, deployment=dep, pk=_int(request.GET.get("window"), 0, 0, 2**62)
     )
-    histogram = _histogram(dep, window, request.GET.get("feature", ""))
+    ref = services.reference_for(dep, defer_profile=True)
+    histogram = _histogram(ref, window, request.GET.get("feature", ""))
     if histogram is None:
         return HttpResponse("No such feature in this window.", status=404)
     return render(request, "workers/_histogram.html", {"histogram": histogram, "dep": dep})

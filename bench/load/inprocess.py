@@ -92,6 +92,7 @@ def _measure(label: str, calls: list[Callable[[], Any]], profile: bool) -> dict[
     print(f"{label:12s} {json.dumps(figures)}")
     if prof:
         pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
     return figures
 
 
@@ -106,12 +107,59 @@ def _show_queries(call: Callable[[], Any], label: str) -> None:
         print("   ", q["sql"][:300].replace("\n", " "))
 
 
+def _page_paths(fixture: dict[str, Any], rng: random.Random) -> dict[str, Callable[[], str]]:
+    """The locustfile's board pages, each a function giving a path (same random choices)."""
+    ucs = fixture["use_cases"]
+
+    def mv() -> int:
+        return rng.choice(rng.choice(ucs)["model_versions"])
+
+    return {
+        "dashboard": lambda: "/",
+        "use_cases": lambda: "/use-cases/",
+        "use_case": lambda: f"/use-cases/{rng.choice(ucs)['id']}/",
+        "models": lambda: "/models/",
+        "model_version": lambda: f"/models/versions/{mv()}/",
+        "monitoring": lambda: f"/deployments/{rng.choice(ucs)['deployment']}/monitoring/",
+        "lineage": lambda: f"/lineage/?node=model_version:{mv()}&depth=3",
+        "audit_trail": lambda: "/audit/",
+    }
+
+
+def _pages(a: argparse.Namespace, fixture: dict[str, Any], rng: random.Random) -> None:
+    """CPU per board page, as a board member of the fixture sees it (session login)."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    client = Client(raise_request_exception=True)
+    client.force_login(get_user_model().objects.get(username=fixture["board"][0]["username"]))
+
+    def get(path: str) -> Callable[[], Any]:
+        def call() -> None:
+            r = client.get(path)
+            assert r.status_code == 200, (path, r.status_code)
+
+        return call
+
+    for name, path in _page_paths(fixture, rng).items():
+        _measure(name, [get(path()) for _ in range(3)], False)  # warm-up
+        _measure(name, [get(path()) for _ in range(a.n)], a.profile == name)
+        if a.queries:
+            _show_queries(get(path()), name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fixture", required=True, type=Path)
     parser.add_argument("--n", type=int, default=200, help="calls per kind")
     parser.add_argument("--rows", type=int, default=50, help="rows per telemetry batch")
-    parser.add_argument("--profile", choices=["fold", "telemetry", "lineage"])
+    parser.add_argument(
+        "--profile",
+        help="fold, telemetry, lineage, or a board page's name (dashboard, use_cases, ...)",
+    )
+    parser.add_argument(
+        "--pages", action="store_true", help="measure the board members' pages instead"
+    )
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/14")
     parser.add_argument(
         "--queries", action="store_true", help="print the SQL one call of each kind sends"
@@ -157,6 +205,10 @@ def main() -> None:
     def lineage(i: int) -> Callable[[], Any]:
         uc = ucs[i % len(ucs)]
         return post("/api/v1/lineage", _lineage_body(uc["id"], i), uc["pipeline_token"])
+
+    if a.pages:
+        _pages(a, fixture, rng)
+        return
 
     # warm every path once (imports, prepared statements, caches), then measure
     for warm in range(2):
