@@ -112,12 +112,23 @@ def usecase_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+VERSIONS_SHOWN = 8  # per model, on a use case's page
+
+
 @login_required
 def usecase_detail(request: HttpRequest, pk: int) -> HttpResponse:
     access = _access(request)
     uc = _visible(request, UseCase.objects.select_related("business_owner", "technical_owner"), pk)
-    models = uc.models.prefetch_related(
-        Prefetch("versions", queryset=ModelVersion.objects.order_by("-created_at"))
+    # the latest few versions of each model (a model retrained daily has hundreds; its own
+    # page lists them all), read with only the columns the table shows
+    models = uc.models.annotate(n_versions=Count("versions")).prefetch_related(
+        Prefetch(
+            "versions",
+            queryset=ModelVersion.objects.only("model_id", "version", "status").order_by(
+                "-created_at", "-pk"
+            )[:VERSIONS_SHOWN],
+            to_attr="latest_versions",
+        )
     )
     return render(
         request,
@@ -326,7 +337,12 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "registry/model_detail.html",
         {
             "model": model,
-            "versions": model.versions.select_related("registered_by").order_by("-created_at"),
+            "page": Paginator(
+                model.versions.select_related("registered_by", "parent").order_by(
+                    "-created_at", "-pk"
+                ),
+                50,
+            ).get_page(request.GET.get("page")),
             "can_contribute": _access(request).can_contribute(model.use_case),
             "history": _history(model),
         },

@@ -193,3 +193,41 @@ def test_chart_json_cannot_close_its_script_element(world: Any) -> None:
     page = client.get(mv.get_absolute_url()).content.decode()
     assert evil not in page
     assert "\\u003c/script\\u003e" in page
+
+
+def test_a_use_case_page_shows_each_models_latest_versions_and_links_to_the_rest(
+    world: Any,
+) -> None:
+    """A model retrained daily has hundreds of versions: its use case's page shows the
+    newest few, in a constant number of queries, and links to the model's page for all."""
+    from registry.views import VERSIONS_SHOWN
+
+    uc = world.tree["a"]["use_case"]
+    model = f.model(uc)
+    client = browser(world, "board")
+    url = f"/use-cases/{uc.pk}/"
+    few = _queries(client, url)
+    versions = [f.model_version(model, version=f"9.{i}") for i in range(VERSIONS_SHOWN + 4)]
+    assert _queries(client, url) == few
+    page = client.get(url).content.decode()
+    newest = [v.version for v in versions[-VERSIONS_SHOWN:]]
+    oldest = [v.version for v in versions[:4]]
+    assert all(f">{v}</a>" in page for v in newest)
+    assert not any(f">{v}</a>" in page for v in oldest)
+    assert f'href="{model.get_absolute_url()}">all {len(versions)} versions</a>' in page
+
+
+def test_a_models_page_lists_its_versions_in_pages_with_their_parents(world: Any) -> None:
+    model = f.model(world.tree["a"]["use_case"])
+    first = f.model_version(model, version="0.1")
+    for i in range(55):
+        f.model_version(model, version=f"1.{i}", parent=first)
+    client = browser(world, "board")
+    url = model.get_absolute_url()
+    with CaptureQueriesContext(connection) as ctx:
+        page = client.get(url).content.decode()
+    assert len(ctx.captured_queries) < 15  # not one per version (the parent is joined)
+    assert "Page 1 of 2 · 56 in all" in page
+    assert ">1.54</a>" in page and ">0.1</a>" not in page
+    second = client.get(f"{url}?page=2").content.decode()
+    assert ">0.1</a>" in second and ">1.54</a>" not in second
