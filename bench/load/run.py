@@ -84,6 +84,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=2,
         help="gunicorn threads per worker (more than 1: gthread workers, with keep-alive)",
     )
+    p.add_argument(
+        "--worker-class",
+        default="",
+        help="gunicorn worker class (default: gunicorn's choice, gthread when threads > 1)",
+    )
     p.add_argument("--celery-concurrency", type=int, default=1)
     p.add_argument(
         "--celery-nice",
@@ -419,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(a.workers),
                 "--threads",
                 str(a.threads),
+                *(["--worker-class", a.worker_class] if a.worker_class else []),
                 "--backlog",
                 "2048",
                 "--timeout",
@@ -561,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
                 "target_rps": a.rps,
                 "gunicorn_workers": a.workers,
                 "gunicorn_threads": a.threads,
+                "gunicorn_worker_class": a.worker_class or ("gthread" if a.threads > 1 else "sync"),
                 "celery_concurrency": a.celery_concurrency,
                 "celery_nice": a.celery_nice,
                 "telemetry_rows_per_batch": a.telemetry_rows,
