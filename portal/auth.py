@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import weakref
 from datetime import timedelta
 from typing import Any
 
@@ -43,7 +42,7 @@ def _fetch_token(prefix: str) -> ApiToken | None:
     (``scope_ids``) and the user's permissions and use-case grants, in one statement.
 
     On PostgreSQL the statement is written once per process (:func:`_token_statement`),
-    prepared once per database session (:func:`_prepare`) and its row turned into objects
+    prepared once per database session (:func:`_fetch_row`) and its row turned into objects
     with ``Model.from_db``, so neither the ORM compiles nor PostgreSQL plans it per request.
     Nothing is cached between requests: a revoked token, grant or role counts from the next
     request on. Elsewhere scope and rights are read when first needed (portal.permissions)."""
@@ -66,58 +65,13 @@ def _fetch_token(prefix: str) -> ApiToken | None:
     return token
 
 
-#: The token statement, prepared once per database session: PostgreSQL plans it (its
-#: subqueries took ~1.5 ms to plan against ~0.5 ms to run) once instead of per request.
-PREPARED_TOKEN_STATEMENT = "charter_token_by_prefix"
-_prepared: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
-
-
-_prepared_user: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
-
-
-def _prepare(
-    cursor: Any,
-    sql: str,
-    params: list[Any],
-    name: str = PREPARED_TOKEN_STATEMENT,
-    types: str = "(text)",
-    done: weakref.WeakKeyDictionary[Any, bool] = _prepared,
-) -> None:
-    """``PREPARE`` a statement (by default the token statement) on this connection's
-    session unless it has been; its last ``%s`` becomes its parameter.
-
-    Prepared statements are session state and outlive transactions (a rollback keeps
-    them); a new connection (reconnect, restart) is a new key here. Behind a pooler that
-    hands sessions out per transaction, set ``DATABASE_PREPARED_STATEMENTS=false``."""
-    raw = connection.connection
-    if raw in done:
-        return
-    cursor.execute("SELECT 1 FROM pg_prepared_statements WHERE name = %s", [name])
-    if cursor.fetchone() is None:
-        head, _, tail = sql.rpartition("%s")  # the key, the statement's last parameter
-        cursor.execute(
-            f"PREPARE {name} {types} AS {head}$1{tail}",  # nosec B608
-            params,  # the constants of the rights subqueries, inlined as literals
-        )
-    done[raw] = True
-
-
-def _fetch_row(
-    sql: str,
-    params: list[Any],
-    value: Any,
-    name: str = PREPARED_TOKEN_STATEMENT,
-    types: str = "(text)",
-    done: weakref.WeakKeyDictionary[Any, bool] = _prepared,
-) -> Any:
-    """The first row of ``sql`` run with ``value`` as its last parameter: as the prepared
-    statement ``name`` (see :func:`_prepare`), or plainly where prepared statements are off."""
+def _fetch_row(sql: str, params: list[Any], value: Any) -> Any:
+    """The first row of ``sql`` run with ``value`` as its last parameter. The statement is
+    bound on the server, so psycopg prepares it on its second run on a connection
+    (portal/db/postgresql): PostgreSQL plans its subqueries (~1.5 ms against ~0.5 ms to run
+    them) once per database session instead of once per request."""
     with connection.cursor() as cursor:
-        if settings.CHARTER_DB_PREPARED_STATEMENTS:
-            _prepare(cursor, sql, params, name, types, done)
-            cursor.execute(f"EXECUTE {name}(%s)", [value])
-        else:
-            cursor.execute(sql, [*params, value])
+        cursor.execute(sql, [*params, value])
         return cursor.fetchone()
 
 
@@ -154,10 +108,6 @@ def _token_statement() -> tuple[str, list[Any], list[str], list[str], list[str]]
         [f.attname for f in user_fields],
         extra,
     )
-
-
-#: The session user statement (:class:`SessionBackend`), prepared like the token's.
-PREPARED_USER_STATEMENT = "charter_session_user"
 
 
 @functools.cache
@@ -198,7 +148,7 @@ def _fetch_user(user_id: Any) -> Any:
     from django.contrib.auth import get_user_model
 
     sql, params, fields, extra = _user_statement()
-    row = _fetch_row(sql, params, user_id, PREPARED_USER_STATEMENT, "", _prepared_user)
+    row = _fetch_row(sql, params, user_id)
     if row is None:
         return None
     user = get_user_model().from_db(connection.alias, fields, row[: len(fields)])

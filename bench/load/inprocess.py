@@ -6,7 +6,8 @@ posts the load's requests against a database the load runner seeded and kept
 (``run.py --keep-db``), and the Celery task that folds a telemetry batch is called directly.
 Each figure is the CPU time of this thread (``time.thread_time``) per call — per batch for
 the fold, whose tasks fold the batches in groups as the worker does — so PostgreSQL's share
-is not in it.
+is not in it; ``postgresql_ms`` is that share, the CPU the connection's backend used per
+call (read from ``/proc``).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/charter_load_... \\
         python bench/load/inprocess.py --fixture var/load/<ts>/fixture.json [--n 200] \\
@@ -73,9 +74,23 @@ def _lineage_body(uc: int, n: int) -> dict[str, Any]:
     }
 
 
+def _backend_cpu_s() -> float | None:
+    """CPU seconds this thread's PostgreSQL backend has used (it runs on this machine)."""
+    from django.db import connection
+
+    connection.ensure_connection()
+    try:
+        with open(f"/proc/{connection.connection.info.backend_pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _measure(label: str, calls: list[Callable[[], Any]], profile: bool) -> dict[str, float]:
     prof = cProfile.Profile() if profile else None
     costs = []
+    pg_before = _backend_cpu_s()
     for call in calls:
         t0 = time.thread_time()
         if prof:
@@ -84,11 +99,15 @@ def _measure(label: str, calls: list[Callable[[], Any]], profile: bool) -> dict[
         if prof:
             prof.disable()
         costs.append((time.thread_time() - t0) * 1000)
+    pg_after = _backend_cpu_s()
     figures = {
         "n": len(costs),
         "mean_ms": round(statistics.fmean(costs), 2),
         "median_ms": round(statistics.median(costs), 2),
     }
+    if pg_before is not None and pg_after is not None and pg_after >= pg_before:
+        # the same backend throughout (ticks of 10 ms: meaningful over many calls)
+        figures["postgresql_ms"] = round((pg_after - pg_before) * 1000 / len(costs), 2)
     print(f"{label:12s} {json.dumps(figures)}")
     if prof:
         pstats.Stats(prof).sort_stats("cumulative").print_stats(45)

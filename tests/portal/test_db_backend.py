@@ -303,3 +303,73 @@ def test_the_health_check_finds_a_connection_the_server_dropped() -> None:
     with conn.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         assert cursor.fetchone()[0] != pid
+
+
+def _prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_a_statement_run_repeatedly_is_prepared_and_answers_as_before() -> None:
+    """PostgreSQL parses and plans a repeated statement once per connection: it is bound
+    on the server and prepared once psycopg has seen it prepare_threshold times."""
+    Group.objects.create(name="needle")
+    runs = connection.connection.prepare_threshold + 2
+    found = [
+        list(Group.objects.filter(name=name).values_list("name", flat=True))
+        for name in ["needle", "hay"] * runs
+    ]
+    assert found == [["needle"], []] * runs
+    statement = (
+        'SELECT "auth_group"."name" AS "name" FROM "auth_group" WHERE "auth_group"."name" = $1'
+    )
+    assert _prepared_statements().count(statement) == 1
+
+
+def test_captured_queries_show_the_values_of_a_statement_bound_on_the_server() -> None:
+    with CaptureQueriesContext(connection) as ctx:
+        list(Group.objects.filter(name="shown").values_list("name", flat=True))
+    assert "= 'shown'" in ctx.captured_queries[0]["sql"]
+    assert "$1" not in ctx.captured_queries[0]["sql"]
+
+
+def test_a_statement_carrying_begin_or_a_savepoint_is_prepared_in_the_same_round_trip() -> None:
+    """The first statement of a transaction carries BEGIN, the first in a nested block its
+    SAVEPOINT: psycopg's pipeline sends both in one round trip, the statement bound on the
+    server and prepared like any other."""
+    for name in ("p1", "p2", "p3"):
+        with transaction.atomic():
+            with CaptureQueriesContext(connection) as ctx:
+                Group.objects.create(name=name)  # carries BEGIN
+            with transaction.atomic(), CaptureQueriesContext(connection) as nested:
+                Group.objects.create(name=f"{name}-inner")  # carries SAVEPOINT
+    assert len(ctx.captured_queries) == 1 and len(nested.captured_queries) == 1
+    assert ctx.captured_queries[0]["sql"].startswith("BEGIN; INSERT")
+    assert "'p3'" in ctx.captured_queries[0]["sql"]
+    assert nested.captured_queries[0]["sql"].startswith("SAVEPOINT ")
+    insert = 'INSERT INTO "auth_group" ("name") VALUES ($1) RETURNING "auth_group"."id"'
+    assert _prepared_statements().count(insert) == 1
+    assert names() == ["p1", "p1-inner", "p2", "p2-inner", "p3", "p3-inner"]
+
+
+def test_a_failing_statement_after_begin_leaves_nothing_and_the_next_transaction_works() -> None:
+    Group.objects.create(name="taken")
+    for _ in range(3):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Group.objects.create(name="taken")  # carries BEGIN; fails on the unique name
+    with transaction.atomic():
+        Group.objects.create(name="after")
+    assert names() == ["after", "taken"]
+
+
+def test_with_prepared_statements_off_nothing_is_prepared(settings: Any) -> None:
+    settings.CHARTER_DB_PREPARED_STATEMENTS = False
+    connection.close()
+    try:
+        for _ in range(connection.ensure_connection() or 8):
+            list(Group.objects.filter(name="x").values_list("name", flat=True))
+        assert connection.connection.prepare_threshold is None
+        assert _prepared_statements() == []
+    finally:
+        connection.close()

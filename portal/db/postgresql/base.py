@@ -20,6 +20,15 @@ The transaction's ``BEGIN`` is queued the same way (see ``_set_autocommit``), an
 writes whose answer nobody waits for (``DatabaseWrapper.defer_write``: a new registry
 object's lineage node, many-to-many rows and edges), which then cost no round trip either.
 
+**Prepared statements.** A statement with parameters that carries nothing is bound on the
+server instead (``$1`` placeholders, the values sent apart), so that psycopg prepares the
+statements a connection runs repeatedly (``prepare_threshold``): PostgreSQL then parses and
+plans each of them once per connection instead of once per execution — for the portal's
+small indexed reads, parsing and planning are most of the server's work. Statements that
+carry queued ones still go as one text (simple protocol, client-side binding). Behind a
+pooler that hands sessions out per transaction, ``DATABASE_PREPARED_STATEMENTS=false``
+turns preparing (and server-side binding with it) off.
+
 Selected with ``ENGINE = "portal.db.postgresql"`` (``portal/settings.py`` does so for a
 ``postgres://`` ``DATABASE_URL``).
 """
@@ -32,9 +41,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.backends.postgresql import base
+import psycopg
+from django.conf import settings
+from django.db.backends.postgresql import base, operations
 from django.db.backends.utils import debug_transaction
-from psycopg import pq
+from psycopg import errors, pq
 
 
 @dataclass
@@ -97,17 +108,60 @@ def _flush(raw: Any) -> None:
 _NOTHING_SENT = (pq.TransactionStatus.INTRANS, pq.TransactionStatus.IDLE)
 
 
+#: statements that take parameters on the server; others (SET, EXECUTE, DDL…) keep their
+#: values inlined as literals
+_BINDABLE = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "WITH"})
+
+
+def _bindable(query: Any) -> bool:
+    if not isinstance(query, str):
+        return False
+    words = query.lstrip()[:7].split(None, 1)
+    return bool(words) and (words[0].startswith("(") or words[0].upper() in _BINDABLE)
+
+
 class Cursor(base.Cursor):
-    """Django's client-side binding cursor; ``execute`` carries the queued statements."""
+    """Django's client-side binding cursor; ``execute`` carries the queued statements, and
+    binds a statement with parameters that carries nothing on the server, where psycopg
+    prepares it once the connection has run it ``prepare_threshold`` times."""
+
+    _bind_on_server = False
+    #: whether the last statement was bound on the server, and what travelled before it
+    #: (for ``last_executed_query``)
+    bound_on_server = False
+    carried_text = ""
+
+    # psycopg's client-side cursor, or its server-side binding one for this statement
+    @property
+    def _query_cls(self) -> Any:  # type: ignore[override]
+        return psycopg.Cursor._query_cls if self._bind_on_server else base.Cursor._query_cls
+
+    def _execute_send(self, query: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        if self._bind_on_server:
+            return psycopg.Cursor._execute_send(self, query, **kwargs)  # type: ignore[arg-type]
+        return super()._execute_send(query, **kwargs)
+
+    def _get_prepared(self, pgq: Any, prepare: bool | None = None) -> Any:  # type: ignore[override]
+        if self._bind_on_server:
+            return psycopg.Cursor._get_prepared(self, pgq, prepare)  # type: ignore[arg-type]
+        return super()._get_prepared(pgq, prepare)
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
         queue = _QUEUES.get(self.connection)
+        self.carried_text = ""
+        self.bound_on_server = bool(
+            params and self.connection.prepare_threshold is not None and _bindable(query)
+        )
         if not queue:
+            if self.bound_on_server:
+                return self._execute_bound(query, params, kwargs)
             return super().execute(query, params, **kwargs)
-        if not isinstance(query, str):
-            query = query.decode() if isinstance(query, bytes) else query.as_string(self)
         carried = list(queue)
         queue.clear()
+        if self.bound_on_server:
+            return self._execute_pipelined(carried, query, params, kwargs)
+        if not isinstance(query, str):
+            query = query.decode() if isinstance(query, bytes) else query.as_string(self)
         try:
             calls = _run(self, carried, query, params, kwargs)
         except BaseException:
@@ -118,6 +172,41 @@ class Cursor(base.Cursor):
             if self.connection.info.transaction_status in _NOTHING_SENT:
                 queue[:0] = carried
             raise
+        _call(calls)
+        return self
+
+    def _execute_bound(self, query: str, params: Any, kwargs: Any) -> Any:
+        self._bind_on_server = True
+        try:
+            return super().execute(query, params, **kwargs)
+        finally:
+            self._bind_on_server = False
+
+    def _execute_pipelined(
+        self, carried: list[_Queued], query: str, params: Any, kwargs: Any
+    ) -> Any:
+        """The queued statements, then this one bound on the server (prepared once it is
+        known), in one round trip: psycopg's pipeline mode. Whatever happens, what was
+        queued has gone (the pipeline is synced even when composing the statement fails),
+        so nothing is put back; the deferred writes' callbacks run only on success."""
+        raw = self.connection
+        self.carried_text = "; ".join(q.text for q in carried)
+        carriers: list[tuple[_Queued, Any]] = []
+        try:
+            with raw.pipeline():
+                for item in carried:
+                    carrier = psycopg.ClientCursor(raw)
+                    carrier.execute(item.text)
+                    carriers.append((item, carrier))
+                self._execute_bound(query, params, kwargs)
+            calls = [
+                (item.on_result, carrier.rowcount)
+                for item, carrier in carriers
+                if item.on_result is not None
+            ]
+        finally:
+            for _, carrier in carriers:
+                carrier.close()
         _call(calls)
         return self
 
@@ -134,7 +223,30 @@ class Cursor(base.Cursor):
         return super().stream(query, params, **kwargs)
 
 
+class DatabaseOperations(operations.DatabaseOperations):
+    def last_executed_query(self, cursor: Any, sql: str, params: Any) -> str | None:
+        """The statement with its values in place, as Django shows it (debug, tests), for
+        one bound on the server too (psycopg then holds it with ``$1`` placeholders)."""
+        if params and getattr(cursor, "bound_on_server", False):
+            try:
+                composed = self.compose_sql(sql, params)
+            except errors.DataError:
+                composed = sql
+            carried = getattr(cursor, "carried_text", "")
+            return f"{carried}; {composed}" if carried else composed
+        return super().last_executed_query(cursor, sql, params)
+
+
+#: psycopg keeps this many prepared statements per connection (its default, 100, is less
+#: than the distinct statements the portal's pages and endpoints run)
+PREPARED_MAX = 500
+#: a statement is prepared on its second run on a connection (psycopg's default is 5)
+PREPARE_THRESHOLD = 1
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    ops_class = DatabaseOperations
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._dropped: set[str] = set()  # savepoints rolled back while still queued
@@ -143,7 +255,19 @@ class DatabaseWrapper(base.DatabaseWrapper):
         params = super().get_connection_params()
         if params.get("cursor_factory") is base.Cursor:
             params["cursor_factory"] = Cursor
+        # Django leaves psycopg's preparing off unless OPTIONS asks (for poolers)
+        params["prepare_threshold"] = (
+            self.settings_dict["OPTIONS"].get("prepare_threshold", PREPARE_THRESHOLD)
+            if settings.CHARTER_DB_PREPARED_STATEMENTS
+            else None
+        )
         return params
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        raw = super().get_new_connection(conn_params)
+        if raw.prepare_threshold is not None:
+            raw.prepared_max = PREPARED_MAX
+        return raw
 
     def create_cursor(self, name: str | None = None) -> Any:
         if name and self._deferring():
