@@ -44,6 +44,9 @@ def celery_worker(
     if purge:
         with app.connection_for_write() as conn:
             conn.default_channel.queue_purge("celery")
+        from workers import foldclaims
+
+        foldclaims.forget_all()  # the purged tasks' claims would hold their windows' folds
     env = {
         **os.environ,
         "DATABASE_URL": test_database_url(),

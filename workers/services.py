@@ -34,7 +34,7 @@ from audits.services import record
 from portal.db.compiled import CompiledQuery
 from portal.permissions import Access
 from registry.models import DatasetVersion, Deployment, UseCase
-from workers import performance
+from workers import foldclaims, performance
 from workers.drift import (
     DatasetProfile,
     DriftConfig,
@@ -500,17 +500,10 @@ def accept_batch(
             batch.response = batch_response(batch)  # its id is added when it is answered
             batch.save()
             if queue:
-                from workers.tasks import fold_telemetry_batch
-
                 # robust: the batch is stored either way; if the broker is down the error is
                 # logged and the straggler sweep (Celery beat) queues the fold later, instead
                 # of the caller being told 500 about a batch that was in fact accepted
-                transaction.on_commit(
-                    lambda: fold_telemetry_batch.apply_async(
-                        (batch.pk,), countdown=settings.CHARTER_TELEMETRY_FOLD_DELAY_S or None
-                    ),
-                    robust=True,
-                )
+                transaction.on_commit(lambda: queue_fold(batch), robust=True)
     except IntegrityError:
         if batch.file:
             batch.file.delete(save=False)
@@ -519,6 +512,23 @@ def accept_batch(
             raise
         return replay(found, digest), True
     return batch, False
+
+
+def queue_fold(batch: TelemetryBatch) -> None:
+    """Queue the fold of a committed batch's window, unless one is queued and has not yet
+    looked for waiting batches (workers/foldclaims.py); labels are folded one by one."""
+    from workers.tasks import fold_telemetry_batch
+
+    window = None if batch.kind == TelemetryBatch.Kind.LABELS else batch.window_start
+    if not foldclaims.claim(batch.deployment_id, window, batch.pk):
+        return
+    try:
+        fold_telemetry_batch.apply_async(
+            (batch.pk,), countdown=settings.CHARTER_TELEMETRY_FOLD_DELAY_S or None
+        )
+    except BaseException:
+        foldclaims.release(batch.deployment_id, window)  # the next batch queues it
+        raise
 
 
 def batch_response(batch: TelemetryBatch) -> dict[str, Any]:
@@ -659,7 +669,42 @@ def _companions(batch: TelemetryBatch) -> list[TelemetryBatch]:
     )
 
 
+#: at most this many groups of a window's waiting batches are folded by one task
+MAX_GROUPS_PER_TASK = 40
+
+
 def fold_batch(batch_id: int) -> str:
+    """Fold the batch and every batch waiting in its window (the fold task of a window).
+
+    The window's fold claim is dropped first (workers/foldclaims.py): batches that found it
+    taken were stored before this looks for them, later ones queue a fold of their own.
+    The batch is folded with up to FOLD_GROUP - 1 others (:func:`_fold_group`), then any
+    batches left waiting in the window, a group at a time, oldest first.
+    """
+    head = (
+        TelemetryBatch.objects.filter(pk=batch_id)
+        .values_list("deployment_id", "window_start", "kind")
+        .first()
+    )
+    if head is None:
+        return "gone"
+    deployment_id, window_start, kind = head
+    if kind == TelemetryBatch.Kind.LABELS:
+        return _fold_group(batch_id)
+    foldclaims.release(deployment_id, window_start)
+    outcome = _fold_group(batch_id)
+    waiting = TelemetryBatch.objects.filter(
+        deployment_id=deployment_id, window_start=window_start, folded_at__isnull=True
+    ).exclude(kind=TelemetryBatch.Kind.LABELS)
+    for _ in range(MAX_GROUPS_PER_TASK):
+        oldest = waiting.order_by("pk").values_list("pk", flat=True).first()
+        if oldest is None:
+            break
+        _fold_group(oldest)
+    return outcome
+
+
+def _fold_group(batch_id: int) -> str:
     """Fold one batch into its window, exactly once, and the window's other waiting batches
     with it.
 
