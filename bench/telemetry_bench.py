@@ -140,8 +140,9 @@ def main() -> None:
     post(-1, bodies[0])  # warm-up: the first request imports the URLconf and views
     intake = [post(i, bodies[i % 3]) for i in range(args.batches)]
     tasks.fold_telemetry_batch.apply_async = publish  # type: ignore[method-assign]
-    # 2. fold only: half the backlog one batch per task, the other half as the tasks fold a
-    # backlog (the first takes its window's waiting batches along, the rest find theirs done)
+    # 2. fold only: half the backlog one batch at a time (fold_group with groups of one),
+    # the other half as the fold tasks do it (the first folds its window's waiting batches
+    # in groups, the rest find theirs done)
     ids = sorted(
         TelemetryBatch.objects.filter(deployment=dep, folded_at__isnull=True).values_list(
             "pk", flat=True
@@ -150,11 +151,11 @@ def main() -> None:
     group = services.FOLD_GROUP
     services.FOLD_GROUP = 1
     folds = []
-    services.fold_batch(ids.pop(0))  # the warm-up batch, untimed
+    services.fold_group(ids.pop(0))  # the warm-up batch, untimed
     half = len(ids) // 2
     for pk in ids[:half]:
         t = time.perf_counter()
-        services.fold_batch(pk)
+        services.fold_group(pk)
         folds.append(time.perf_counter() - t)
     services.FOLD_GROUP = group
     t = time.perf_counter()

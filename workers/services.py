@@ -678,7 +678,7 @@ def fold_batch(batch_id: int) -> str:
 
     The window's fold claim is dropped first (workers/foldclaims.py): batches that found it
     taken were stored before this looks for them, later ones queue a fold of their own.
-    The batch is folded with up to FOLD_GROUP - 1 others (:func:`_fold_group`), then any
+    The batch is folded with up to FOLD_GROUP - 1 others (:func:`fold_group`), then any
     batches left waiting in the window, a group at a time, oldest first.
     """
     head = (
@@ -690,9 +690,9 @@ def fold_batch(batch_id: int) -> str:
         return "gone"
     deployment_id, window_start, kind = head
     if kind == TelemetryBatch.Kind.LABELS:
-        return _fold_group(batch_id)
+        return fold_group(batch_id)
     foldclaims.release(deployment_id, window_start)
-    outcome = _fold_group(batch_id)
+    outcome = fold_group(batch_id)
     waiting = TelemetryBatch.objects.filter(
         deployment_id=deployment_id, window_start=window_start, folded_at__isnull=True
     ).exclude(kind=TelemetryBatch.Kind.LABELS)
@@ -700,13 +700,13 @@ def fold_batch(batch_id: int) -> str:
         oldest = waiting.order_by("pk").values_list("pk", flat=True).first()
         if oldest is None:
             break
-        _fold_group(oldest)
+        fold_group(oldest)
     return outcome
 
 
-def _fold_group(batch_id: int) -> str:
-    """Fold one batch into its window, exactly once, and the window's other waiting batches
-    with it.
+def fold_group(batch_id: int) -> str:
+    """Fold one batch into its window, exactly once, and up to FOLD_GROUP - 1 other batches
+    waiting in that window with it.
 
     The batch rows are locked first and their ``folded_at`` set in the same transaction as the
     window's new profile, so a task that runs twice (a redelivery after a worker died, a
