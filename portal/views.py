@@ -36,6 +36,10 @@ def _heat_class(n: int, top: int) -> str:
     return "h3" if n * 3 > top * 2 else "h2" if n * 3 > top else "h1"
 
 
+AWAITING_SHOWN = 8  # model versions awaiting review, on the dashboard
+HIGH_RISK_TIERS = (RiskTier.HIGH, RiskTier.UNACCEPTABLE)
+
+
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     access = Access(user=request.user)
@@ -83,6 +87,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     recent_changes: list[AuditEvent] = []
     if access.sees_everything() and request.user.has_perm("audits.view_auditevent"):
         recent_changes = list(AuditEvent.objects.order_by("-seq")[:10])
+    in_review = access.filter(ModelVersion.objects.filter(status=ModelVersion.Status.IN_REVIEW))
+    awaiting = list(
+        in_review.select_related("model", "use_case", "registered_by").order_by("-created_at")[
+            :AWAITING_SHOWN
+        ]
+    )
     return render(
         request,
         "portal/dashboard.html",
@@ -91,14 +101,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "statuses": UseCase.Status.choices,
             "chart": script_json(chart),
             "total": sum(counts.values()),
-            "awaiting": access.filter(
-                ModelVersion.objects.filter(status=ModelVersion.Status.IN_REVIEW).select_related(
-                    "model", "use_case", "registered_by"
-                )
-            ).order_by("-created_at")[:8],
-            "awaiting_count": access.filter(
-                ModelVersion.objects.filter(status=ModelVersion.Status.IN_REVIEW)
-            ).count(),
+            "awaiting": awaiting,
+            # counted only when the list is full (otherwise it is the count)
+            "awaiting_count": (
+                in_review.count() if len(awaiting) == AWAITING_SHOWN else len(awaiting)
+            ),
             "deployments": access.filter(
                 Deployment.objects.select_related("model_version__model", "use_case")
             ).order_by("-released_at")[:8],
@@ -106,8 +113,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "upcoming": reviews.filter(next_review_date__gte=today).order_by("next_review_date")[
                 :5
             ],
-            "in_production": use_cases.filter(status=UseCase.Status.IN_PRODUCTION).count(),
-            "high_risk": use_cases.filter(risk_tier__in=["high", "unacceptable"]).count(),
+            # from the tier-by-status counts above, not two more queries
+            "in_production": sum(
+                n for (_, status), n in counts.items() if status == UseCase.Status.IN_PRODUCTION
+            ),
+            "high_risk": sum(n for (tier, _), n in counts.items() if tier in HIGH_RISK_TIERS),
             "recent_changes": recent_changes,
         },
     )
