@@ -23,6 +23,15 @@ def _stats(html: str) -> dict[str, int]:
     return {label: int(n) for n, label in found}
 
 
+def _figures(*, total: int, high_risk: int, in_production: int) -> dict[str, int]:
+    return {
+        "use cases in the inventory": total,
+        "high or unacceptable risk": high_risk,
+        "in production": in_production,
+        "periodic reviews overdue": 0,
+    }
+
+
 def _awaiting(html: str) -> tuple[int, int]:
     badge = re.search(r'Awaiting review <span class="badge status-in_review">(\d+)</span>', html)
     section = html[html.index('id="await-h"') : html.index('id="dep-h"')]
@@ -52,22 +61,12 @@ def test_the_figures_count_what_each_user_may_see() -> None:
     board = Client()
     board.force_login(f.user(roles=(roles.BOARD,)))
     html = board.get("/").content.decode()
-    assert _stats(html) == {
-        "use cases in the inventory": 4,
-        "high or unacceptable risk": 2,
-        "in production": 2,
-        "periodic reviews overdue": 0,
-    }
+    assert _stats(html) == _figures(total=4, high_risk=2, in_production=2)
     assert _awaiting(html) == (12, 8)  # counted beyond the eight listed
     contributor = f.user(roles=(roles.CONTRIBUTOR,))
     grant_access(SYSTEM, mine, contributor, "contribute")
     client = Client()
     client.force_login(contributor)
     html = client.get("/").content.decode()
-    assert _stats(html) == {
-        "use cases in the inventory": 1,
-        "high or unacceptable risk": 1,
-        "in production": 1,
-        "periodic reviews overdue": 0,
-    }
+    assert _stats(html) == _figures(total=1, high_risk=1, in_production=1)
     assert _awaiting(html) == (3, 3)
