@@ -20,13 +20,14 @@ The transaction's ``BEGIN`` is queued the same way (see ``_set_autocommit``), an
 writes whose answer nobody waits for (``DatabaseWrapper.defer_write``: a new registry
 object's lineage node, many-to-many rows and edges), which then cost no round trip either.
 
-**Prepared statements.** A statement with parameters that carries nothing is bound on the
-server instead (``$1`` placeholders, the values sent apart), so that psycopg prepares the
-statements a connection runs repeatedly (``prepare_threshold``): PostgreSQL then parses and
-plans each of them once per connection instead of once per execution — for the portal's
-small indexed reads, parsing and planning are most of the server's work. Statements that
-carry queued ones still go as one text (simple protocol, client-side binding). Behind a
-pooler that hands sessions out per transaction, ``DATABASE_PREPARED_STATEMENTS=false``
+**Prepared statements.** A ``SELECT``, ``INSERT``, ``UPDATE`` or ``DELETE`` with parameters
+is bound on the server instead (``$1`` placeholders, the values sent apart), so that psycopg
+prepares the statements a connection runs repeatedly (``prepare_threshold``): PostgreSQL then
+parses and plans each of them once per connection instead of once per execution — for the
+portal's small indexed reads, parsing and planning are most of the server's work. One that
+carries queued statements goes with them in one round trip through psycopg's pipeline mode;
+statements without parameters, and utility statements (``SET``…), keep client-side binding.
+Behind a pooler that hands sessions out per transaction, ``DATABASE_PREPARED_STATEMENTS=false``
 turns preparing (and server-side binding with it) off.
 
 Selected with ``ENGINE = "portal.db.postgresql"`` (``portal/settings.py`` does so for a
