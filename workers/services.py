@@ -699,8 +699,13 @@ def fold_batch(batch_id: int) -> str:
     for _ in range(MAX_GROUPS_PER_TASK):
         oldest = waiting.order_by("pk").values_list("pk", flat=True).first()
         if oldest is None:
-            break
+            return outcome
         fold_group(oldest)
+    # more than one task's share waits: another task takes the rest (unless a batch stored
+    # meanwhile has queued one), instead of leaving it to the straggler sweep
+    rest = waiting.order_by("pk").only("deployment_id", "window_start", "kind").first()
+    if rest is not None:
+        queue_fold(rest)
     return outcome
 
 

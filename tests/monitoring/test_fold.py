@@ -374,3 +374,34 @@ def test_a_batch_that_cannot_be_folded_is_marked_not_retried_forever(world: Any,
     assert "error" in batch.result and batch.folded_at is not None
     assert WindowProfile.objects.count() == 0  # nothing half-written
     assert services.fold_stragglers(older_than_s=-5) == 0
+
+
+def test_a_task_leaves_what_exceeds_its_share_to_a_task_it_queues(
+    world: Any, dep: Any, monkeypatch: Any
+) -> None:
+    """A window with more waiting batches than one task folds (MAX_GROUPS_PER_TASK groups)
+    gets another fold queued for the rest, not left to the straggler sweep."""
+    from workers import foldclaims
+
+    client = world.client("contributor_a")
+    stamp = rig.hours_ago(0.01)
+    for n in range(1, 7):  # six batches, their folds not queued (nothing commits here)
+        rig.post(client, dep, {**rig.rows(n), "timestamp": stamp})
+    monkeypatch.setattr(services, "FOLD_GROUP", 2)
+    monkeypatch.setattr(services, "MAX_GROUPS_PER_TASK", 1)
+    queued = []
+    monkeypatch.setattr(services, "queue_fold", lambda batch: queued.append(batch.pk))
+    foldclaims.forget_all()
+    first = TelemetryBatch.objects.order_by("pk").first()
+    assert services.fold_batch(first.pk) == "folded"
+    waiting = list(
+        TelemetryBatch.objects.filter(folded_at__isnull=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    assert len(waiting) == 2  # its own group of two and one more group of two
+    assert queued == waiting[:1]  # the oldest of the rest, whose task folds both
+    assert services.fold_batch(waiting[0]) == "folded"
+    window = WindowProfile.objects.get()
+    assert (window.rows, window.batches) == (21, 6)
+    assert queued == waiting[:1]  # nothing left over: no further fold queued
