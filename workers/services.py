@@ -721,8 +721,10 @@ def fold_group(batch_id: int) -> str:
     tasks do the same for theirs).
     """
     with transaction.atomic():
+        # the batch row only: the joined deployment's row stays unlocked (a lock on it made
+        # every batch posted for the deployment wait out the fold in its foreign-key check)
         batch = (
-            TelemetryBatch.objects.select_for_update()
+            TelemetryBatch.objects.select_for_update(of=("self",))
             .select_related("deployment")
             .filter(pk=batch_id)
             .first()
