@@ -196,6 +196,16 @@ def test_json_round_trip_is_lossless(reference: DatasetProfile) -> None:
         assert again["x"].sample.values.dtype == np.float64
 
 
+def test_a_sample_with_a_non_finite_value_is_not_serialised(reference: DatasetProfile) -> None:
+    fp = copy.deepcopy(reference["x"])
+    fp.sample.values = fp.sample.values.copy()
+    fp.sample.values[7] = np.nan
+    with pytest.raises(ValueError, match="non-finite value nan cannot be serialised"):
+        fp.to_dict()
+    ints = copy.deepcopy(reference["k"])
+    assert all(type(v) in (int, float) for v in ints.to_dict()["sample"]["values"])
+
+
 def test_payload_without_sample_is_a_few_kilobytes(reference: DatasetProfile) -> None:
     window = fold(window_profile(reference, sample_size=0), _columns(4, 50_000), rng=0)
     sizes = {n: len(json.dumps(fp.to_dict())) for n, fp in window.features.items()}
@@ -217,6 +227,19 @@ def test_payload_without_sample_is_a_few_kilobytes(reference: DatasetProfile) ->
         (lambda d: d["features"]["k"].update(mean="1"), r"features\.k\.mean"),
         (lambda d: d["features"]["k"]["bin_sums"].__setitem__(0, None), r"features\.k\.bin_sums"),
         (lambda d: d.update(rows=1), r"features\.x\.count"),
+        # floats checked in one pass; what is not a finite float is named by its index
+        (
+            lambda d: d["features"]["x"]["bin_sums"].__setitem__(3, float("inf")),
+            r"features\.x\.bin_sums\[3\]: expected a finite number, got inf",
+        ),
+        (
+            lambda d: d["features"]["x"]["sample"]["values"].__setitem__(5, True),
+            r"features\.x\.sample\.values\[5\]: expected a finite number, got True",
+        ),
+        (
+            lambda d: d["features"]["x"]["edges"].__setitem__(0, "0.5"),
+            r"features\.x\.edges\[0\]: expected a finite number, got '0\.5'",
+        ),
         (lambda d: d.update(features=[]), "features"),
     ],
 )

@@ -244,7 +244,7 @@ class FeatureProfile:
             "sample": {
                 "capacity": int(self.sample.capacity),
                 "seen": int(self.sample.seen),
-                "values": [_json_scalar(v) for v in self.sample.values.tolist()],
+                "values": _json_list(self.sample.values),
             },
         }
         if self.numeric:
@@ -263,6 +263,19 @@ class FeatureProfile:
     @classmethod
     def from_dict(cls, name: str, data: Any, path: str | None = None) -> FeatureProfile:
         return _feature_from_dict(name, data, path or f"features.{name}")
+
+
+def _json_list(values: np.ndarray) -> list[Any]:
+    """``[_json_scalar(v) for v in values]``, without a call per value for numbers (a
+    window's sample holds up to a thousand; the fold writes it on every fold)."""
+    if values.dtype.kind in "iub":
+        return values.tolist()
+    if values.dtype.kind == "f":
+        if not np.isfinite(values).all():
+            bad = values[~np.isfinite(values)][0].item()
+            raise ValueError(f"non-finite value {bad!r} cannot be serialised")
+        return values.tolist()
+    return [_json_scalar(v) for v in values.tolist()]
 
 
 def _json_scalar(value: Any) -> Any:
@@ -789,6 +802,10 @@ def _int_array(items: list[Any], path: str) -> np.ndarray:
 
 
 def _float_array(items: list[Any], path: str) -> np.ndarray:
+    if all(type(x) is float for x in items):  # what JSON gives for a profile's floats
+        arr = np.array(items, dtype=np.float64)
+        if np.isfinite(arr).all():
+            return arr
     for i, x in enumerate(items):
         if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
             raise ValueError(f"{path}[{i}]: expected a finite number, got {x!r}")
