@@ -57,6 +57,7 @@ from lineage.models import (
     node_key,
 )
 from lineage.validation import Checked, EventInvalid, check_event
+from portal.db.compiled import CompiledQuery
 from portal.permissions import Access
 from registry.models import DatasetVersion, ModelVersion, UseCase
 
@@ -218,6 +219,17 @@ def _charter_facet(ev: Checked) -> tuple[dict[str, Any] | None, str]:
 # ---------------------------------------------------------------- use case
 
 
+#: a use case by id: compiled once per process (the token's use case, read per event)
+_USE_CASE = CompiledQuery(lambda pk: UseCase.objects.filter(pk=pk))
+
+
+def _use_case(pk: int) -> UseCase:
+    found = _USE_CASE.first(pk)
+    if found is None:
+        raise UseCase.DoesNotExist(f"use case {pk} does not exist")
+    return found
+
+
 class _UseCases:
     """Resolves each event's use case, once per distinct answer in a request."""
 
@@ -287,11 +299,11 @@ class _UseCases:
             found: UseCase | None = None
             scope = self.access.token_scope()
             if scope is not None and len(scope) == 1:
-                found = UseCase.objects.get(pk=scope[0])
+                found = _use_case(scope[0])
             else:
                 ids = self._contributable()
                 if ids is not None and len(ids) == 1:
-                    found = UseCase.objects.get(pk=ids[0])
+                    found = _use_case(ids[0])
             self._default = found
         return self._default  # type: ignore[return-value]
 
