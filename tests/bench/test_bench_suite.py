@@ -184,3 +184,32 @@ def test_load_test_result_becomes_figures_beside_its_targets() -> None:
     )
     assert figures["audit chain verifies after the load"]["verdict"] == "miss"
     assert figures["GET /api/v1/use-cases/, p95"]["value"] == 90.0
+
+
+def test_a_paced_load_run_has_no_throughput_verdict_but_keeps_the_latency_target() -> None:
+    run = load_run()
+    total = {"requests": 90000, "failures": 0, "error_rate": 0.0, "rps": 149.6,
+             "p50_ms": 40.0, "p95_ms": 190.0, "p99_ms": 400.0}  # fmt: skip
+    data = {
+        "load_s": 600.0,
+        "config": {"users": 60, "target_rps": 150.0},
+        "total": total,
+        "target": {"rps": 300, "p95_ms": 250, "met": False},
+    }
+    result = run.load_test_result(data, "load-paced")
+    figures = {f["name"]: f for f in result["figures"]}
+    throughput = figures["throughput, 60 locust users, 600.0 s, paced at 150 req/s"]
+    assert (throughput["target"], throughput["verdict"]) == (None, "info")
+    p95 = figures["all requests, p95"]
+    assert (p95["target"], p95["verdict"]) == ("< 250 ms", "pass")
+    assert result["bench"] == "load-paced"
+
+
+def test_the_paced_load_run_is_full_mode_only(tmp_path: Path) -> None:
+    run = load_run()
+    paced = run.BY_NAME["load-paced"]
+    assert paced.script == run.BY_NAME["load"].script
+    assert paced.full_args == ("--rps", str(run.PACED_RPS))
+    result = run.run_one(paced, "short", tmp_path, "t", keep=False, timeout=10)
+    assert result["status"] == "skipped" and "full mode only" in result["note"]
+    assert not list(tmp_path.iterdir())  # nothing was started
