@@ -32,6 +32,22 @@ def reference_columns(n: int = 2000, seed: int = 0) -> dict[str, Any]:
     }
 
 
+def deployment_and_fleet() -> tuple[Any, Any]:
+    """A deployment with a drift baseline, and a client allowed to post its telemetry."""
+    from rest_framework.test import APIClient
+
+    from portal import roles
+    from tests import factories as f
+
+    uc = f.use_case()
+    dv = f.dataset_version(f.dataset(uc))
+    install_reference(dv)
+    dep = f.deployment(f.model_version(f.model(uc), training_datasets=[dv]))
+    client = APIClient()
+    client.force_authenticate(f.user(roles=(roles.ADMIN,)))
+    return dep, client
+
+
 def install_reference(dataset_version: Any, **columns: Any) -> Any:
     """Give the dataset version a reference profile (``score`` is the prediction column)."""
     profile = build_reference_profile(reference_columns(), rng=1).to_dict()

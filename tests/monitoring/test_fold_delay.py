@@ -9,11 +9,8 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
-from rest_framework.test import APIClient
 
-from portal import roles
 from portal.celery import app
-from tests import factories as f
 from tests.monitoring import rig
 from tests.worker import celery_worker, wait_for
 from workers import foldclaims
@@ -22,22 +19,11 @@ from workers.models import TelemetryBatch, WindowProfile
 BATCHES, ROWS = 8, 40
 
 
-def _deployment_and_fleet() -> tuple[Any, APIClient]:
-    """A deployment with a drift baseline, and a client allowed to post its telemetry."""
-    uc = f.use_case()
-    dv = f.dataset_version(f.dataset(uc))
-    rig.install_reference(dv)
-    dep = f.deployment(f.model_version(f.model(uc), training_datasets=[dv]))
-    client = APIClient()
-    client.force_authenticate(f.user(roles=(roles.ADMIN,)))
-    return dep, client
-
-
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_batches_sent_within_the_delay_are_folded_by_one_task(settings: Any) -> None:
     settings.CHARTER_TELEMETRY_FOLD_DELAY_S = 3
-    dep, client = _deployment_and_fleet()
+    dep, client = rig.deployment_and_fleet()
     stamp = rig.hours_ago(0.01)
     with celery_worker():
         started = time.monotonic()
@@ -69,7 +55,7 @@ def test_a_window_queues_one_fold_while_one_waits_and_a_new_one_after_it_ran() -
     """Each window's first batch queues the fold, the rest find it claimed and queue
     nothing; the fold drops the claim before it looks, and folds them all; a batch after
     that queues a fold again (workers/foldclaims.py)."""
-    dep, client = _deployment_and_fleet()
+    dep, client = rig.deployment_and_fleet()
     now, earlier = rig.hours_ago(0.01), rig.hours_ago(2.01)  # two windows
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge("celery")

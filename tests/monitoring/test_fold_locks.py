@@ -10,11 +10,8 @@ from typing import Any
 
 import pytest
 from django.db import connection
-from rest_framework.test import APIClient
 
-from portal import roles
 from portal.celery import app
-from tests import factories as f
 from tests.monitoring import rig
 from workers import foldclaims, services
 from workers.models import TelemetryBatch, WindowProfile
@@ -26,12 +23,7 @@ HOLD_S = 3.0
 def test_a_fold_in_progress_does_not_hold_up_the_deployments_next_batch(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    uc = f.use_case()
-    dv = f.dataset_version(f.dataset(uc))
-    rig.install_reference(dv)
-    dep = f.deployment(f.model_version(f.model(uc), training_datasets=[dv]))
-    client = APIClient()
-    client.force_authenticate(f.user(roles=(roles.ADMIN,)))
+    dep, client = rig.deployment_and_fleet()
     stamp = rig.hours_ago(0.01)
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge("celery")
