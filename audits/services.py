@@ -2,8 +2,10 @@
 
 Every service function that changes data calls :func:`record` inside its own
 ``transaction.atomic`` block, so the change and its event commit or roll back
-together. On PostgreSQL a transaction-scoped advisory lock serialises writers at
-the chain head, so concurrent writers can neither fork the chain nor leave gaps.
+together. On PostgreSQL the chain head's row lock serialises writers, from their
+append to their commit, so concurrent writers can neither fork the chain nor leave
+gaps; a writer that does not need its event back appends with its commit
+(``record(deferred=True)``) and holds the head only while that runs.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from django.utils import timezone
 
 from audits import context
 from audits.models import GENESIS_HASH, AuditEvent, Checkpoint
+from portal.db import defer
 from portal.webhooks import ACTIVE_SUBSCRIPTIONS_SUBQUERY, candidate_events, on_audit_event
 
 # Arbitrary constant naming the audit chain's advisory lock.
@@ -149,10 +152,10 @@ _APPEND_SQL = (
 )
 
 
-def _append_postgresql(
+def _append_statement(
     body: dict[str, Any], columns: dict[str, Any], *, subscriptions: bool = False
-) -> tuple[Any, ...]:
-    """Append in one call of ``charter_audit_append`` (audits migration 0007).
+) -> tuple[str, list[Any]]:
+    """One call of ``charter_audit_append`` (audits migration 0007), and its parameters.
 
     The function locks the head row (``SELECT … FOR UPDATE`` returns the latest
     committed head even after waiting for another writer, so appends queue up and
@@ -165,11 +168,20 @@ def _append_postgresql(
     before, mark, after = text.rpartition(_SEQ_TIME_MARK)
     assert mark, "canonical form lost the seq/time marker"
     extra = f", {ACTIVE_SUBSCRIPTIONS_SUBQUERY}" if subscriptions else ""
+    return _APPEND_SQL.format(extra=extra), [
+        before + '"seq":',
+        after,
+        *(columns[c] for c in _FIXED_COLUMNS),
+    ]
+
+
+def _append_postgresql(
+    body: dict[str, Any], columns: dict[str, Any], *, subscriptions: bool = False
+) -> tuple[Any, ...]:
+    """Append now (see :func:`_append_statement`): the event's row."""
+    sql, params = _append_statement(body, columns, subscriptions=subscriptions)
     with connection.cursor() as cursor:
-        cursor.execute(
-            _APPEND_SQL.format(extra=extra),
-            [before + '"seq":', after, *(columns[c] for c in _FIXED_COLUMNS)],
-        )
+        cursor.execute(sql, params)
         return cursor.fetchone()
 
 
@@ -182,8 +194,18 @@ def record(
     object_id: str = "",
     object_repr: str = "",
     changes: dict[str, Any] | None = None,
+    deferred: bool = False,
 ) -> AuditEvent:
-    """Append one event to the chain. Must run inside the change's transaction."""
+    """Append one event to the chain. Must run inside the change's transaction.
+
+    ``deferred``: for a caller that does not use the event it gets back. On PostgreSQL the
+    append then travels with the transaction's next statement — at the end of a request,
+    its ``COMMIT`` (``portal.db.defer``) — instead of running now, so the chain head, which
+    every audited write holds from its append to its commit, is not held while the rest of
+    the request runs in Python. The event keeps its place among the transaction's other
+    events and commits or rolls back with the change as before; the one returned has no
+    ``seq``, ``hash`` or ``pk`` (they exist once it is sent). An event a webhook could
+    stand for is appended now, as it reads the subscriptions in the same statement."""
     if not connection.in_atomic_block:
         raise RuntimeError("audit events must be written inside the transaction of the change")
     if obj is not None:
@@ -222,6 +244,8 @@ def record(
     if connection.vendor == "postgresql":
         columns = {c: getattr(event, c) for c in _FIXED_COLUMNS}
         columns["changes"] = json.dumps(event.changes)
+        if deferred and not candidates and defer(*_append_statement(body, columns)):
+            return event
         row = _append_postgresql(body, columns, subscriptions=bool(candidates))
         event.pk, event.seq, event.created_at, event.payload, event.prev_hash, event.hash = row[:6]
         event._state.adding = False

@@ -1027,7 +1027,8 @@ def _store(
             "openlineage",
             now,
         )
-        # The audit chain's lock is taken last, so it is held only to the commit.
+        # The audit chain's lock is taken last, with the commit (``deferred``): it is held
+        # only while the transaction's last statements run on the server.
         for i in stored_idx:
             ev = checked[i]
             _audit(actor, new_ids[digests[i]], digests[i], ev, owners[i])
@@ -1067,6 +1068,7 @@ def _audit(actor: Any, event_id: int, digest: str, ev: Checked, use_case: UseCas
             :300
         ],
         changes=changes,
+        deferred=True,  # sent with the COMMIT: the chain head is held only to the commit
     )
 
 
