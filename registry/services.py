@@ -245,7 +245,8 @@ def _save_new[M: models.Model](
             changes["after"][name] = sorted(item.pk for item in unique)
     finally:
         delattr(obj, CREATING)
-    record(AuditEvent.Action.CREATE, actor=access.actor, obj=obj, changes=changes)
+    # sent with the commit (an event a webhook could stand for is appended at once)
+    record(AuditEvent.Action.CREATE, actor=access.actor, obj=obj, changes=changes, deferred=True)
     return obj
 
 
