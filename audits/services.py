@@ -175,11 +175,8 @@ def _append_statement(
     ]
 
 
-def _append_postgresql(
-    body: dict[str, Any], columns: dict[str, Any], *, subscriptions: bool = False
-) -> tuple[Any, ...]:
-    """Append now (see :func:`_append_statement`): the event's row."""
-    sql, params = _append_statement(body, columns, subscriptions=subscriptions)
+def _append_now(sql: str, params: list[Any]) -> tuple[Any, ...]:
+    """Run an append (:func:`_append_statement`) now: the event's row."""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
@@ -244,9 +241,10 @@ def record(
     if connection.vendor == "postgresql":
         columns = {c: getattr(event, c) for c in _FIXED_COLUMNS}
         columns["changes"] = json.dumps(event.changes)
-        if deferred and not candidates and defer(*_append_statement(body, columns)):
+        sql, params = _append_statement(body, columns, subscriptions=bool(candidates))
+        if deferred and not candidates and defer(sql, params):
             return event
-        row = _append_postgresql(body, columns, subscriptions=bool(candidates))
+        row = _append_now(sql, params)
         event.pk, event.seq, event.created_at, event.payload, event.prev_hash, event.hash = row[:6]
         event._state.adding = False
         event._state.db = connection.alias

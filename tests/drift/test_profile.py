@@ -202,8 +202,12 @@ def test_a_sample_with_a_non_finite_value_is_not_serialised(reference: DatasetPr
     fp.sample.values[7] = np.nan
     with pytest.raises(ValueError, match="non-finite value nan cannot be serialised"):
         fp.to_dict()
-    ints = copy.deepcopy(reference["k"])
-    assert all(type(v) in (int, float) for v in ints.to_dict()["sample"]["values"])
+    # samples of other dtypes come out as the plain JSON values they hold
+    fp.sample.values = np.array([3, 1, 2], dtype=np.int64)
+    assert fp.to_dict()["sample"]["values"] == [3, 1, 2]
+    assert all(type(v) is int for v in fp.to_dict()["sample"]["values"])
+    fp.sample.values = np.array(["a", "b"])
+    assert fp.to_dict()["sample"]["values"] == ["a", "b"]
 
 
 def test_payload_without_sample_is_a_few_kilobytes(reference: DatasetProfile) -> None:
