@@ -8,7 +8,6 @@ import json
 from collections.abc import Iterator
 
 from django.contrib.auth.decorators import login_required, permission_required
-from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -16,6 +15,7 @@ from django.views.decorators.http import require_POST
 
 from audits.filters import AuditEventFilter
 from audits.models import AuditEvent, ChainHead, Checkpoint, Segment, VerificationRun
+from audits.pagination import TrailPaginator
 from audits.services import record
 from audits.tasks import verify_chain_run
 
@@ -45,12 +45,18 @@ def trail(request: HttpRequest) -> HttpResponse:
         return _export(request, flt, fmt)
     params = request.GET.copy()
     params.pop("page", None)
+    # no filter in force: the whole chain, counted and paged by seq (audits/pagination.py)
+    whole_chain = flt.is_valid() and not any(
+        value not in (None, "") for value in flt.form.cleaned_data.values()
+    )
     return render(
         request,
         "audits/trail.html",
         {
             "filter": flt,
-            "page": Paginator(flt.qs, 50).get_page(request.GET.get("page")),
+            "page": TrailPaginator(flt.qs, 50, whole_chain=whole_chain).get_page(
+                request.GET.get("page")
+            ),
             "query": params.urlencode(),
         },
     )

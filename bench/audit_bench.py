@@ -247,6 +247,52 @@ def verify_rate(deep: bool, n: int) -> float:
     return n / elapsed
 
 
+# ------------------------------------------------------- (iii) the trail's pages
+
+
+TRAIL_PAGES = (
+    ("newest page, no filter", {}, 1),
+    ("middle page, no filter", {}, "middle"),
+    ("last page, no filter", {}, "last"),
+    ("first page, filtered (action=view: 1 event in 5)", {"action": "view"}, 1),
+)
+
+
+def trail_paging(n: int, repeat: int = 7) -> list[dict[str, Any]]:
+    """Median time to count and read one page of the audit trail (50 rows) over the chain
+    just verified: Charter's ``TrailPaginator`` against Django's ``Paginator`` (COUNT(*)
+    and OFFSET) on the same queryset, in the same process."""
+    import statistics
+
+    from django.core.paginator import Paginator
+
+    from audits.models import AuditEvent
+    from audits.pagination import TrailPaginator
+
+    results = []
+    for label, filters, which in TRAIL_PAGES:
+        qs = AuditEvent.objects.filter(**filters).order_by("-seq")
+        number = {"middle": -(-n // 100), "last": -(-n // 50)}.get(which, which)
+
+        def read(make: Any, number: int = number) -> float:
+            times = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                paginator = make()
+                page = paginator.get_page(number)
+                rows = [e.seq for e in page.object_list]
+                assert rows and paginator.num_pages >= 1
+                times.append(time.perf_counter() - t0)
+            return statistics.median(times) * 1000
+
+        whole = not filters
+        charter = read(lambda qs=qs, whole=whole: TrailPaginator(qs, 50, whole_chain=whole))
+        django = read(lambda qs=qs: Paginator(qs, 50))
+        print(f"trail {label} (page {number:,}): {charter:.2f} ms vs Django {django:.2f} ms")
+        results.append({"label": label, "page": number, "charter": charter, "django": django})
+    return results
+
+
 # ------------------------------------------------------------------- report
 
 
@@ -360,12 +406,22 @@ def main() -> None:
                 f"{rate / raw:.0%} of raw hashing",
             )
         )
+    paging = trail_paging(args.events) if verify_rates else []
+    for p in paging:
+        rows.append(
+            (
+                f"audit trail, {p['label']}, page {p['page']:,} of {args.events:,} events",
+                f"{p['django']:.1f} ms (Django Paginator)",
+                f"{p['charter']:.1f} ms",
+                f"{p['django'] / p['charter']:.1f}× Django's speed",
+            )
+        )
     print()
     print("| measurement | baseline | with audit chain | result |")
     print("|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    write_figures(args, write_rates, verify_rates, raw, f"{pg // 10000}.{pg % 10000}")
+    write_figures(args, write_rates, verify_rates, raw, f"{pg // 10000}.{pg % 10000}", paging)
 
 
 WRITE_TARGET = 0.25  # the audit event adds under 25% per write
@@ -378,6 +434,7 @@ def write_figures(
     verify_rates: dict[str, float],
     raw: float,
     pg: str,
+    paging: list[dict[str, Any]],
 ) -> None:
     from _common import figure, pct, write_json
 
@@ -417,6 +474,19 @@ def write_figures(
                 peer_value=raw,
                 peer_unit="hashes/s",
                 ratio_text=pct(rate / raw),
+            )
+        )
+    for p in paging:
+        figures.append(
+            figure(
+                f"audit trail: count + read one page of 50, {p['label']}, page {p['page']:,} "
+                f"of {args.events:,} events",
+                p["charter"],
+                "ms",
+                peer="Django's Paginator on the same queryset (COUNT(*), OFFSET)",
+                peer_value=p["django"],
+                ratio=p["django"] / p["charter"],
+                ratio_text=f"{p['django'] / p['charter']:.1f}× Django's speed",
             )
         )
     write_json(
