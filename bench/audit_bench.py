@@ -15,6 +15,11 @@ in Python, loaded with COPY after a TRUNCATE) for ``verify_chain`` fast and deep
 modes, against raw ``hashlib.sha256`` over the same (prev_hash + payload) bytes
 in memory.
 
+(iii) Over that chain, the time to count and read one page of the audit trail (the newest,
+the middle and the last page unfiltered, the first page of a filter matching 1 event in 5)
+with ``audits.pagination.TrailPaginator``, against Django's ``Paginator`` on the same
+queryset.
+
 Runs against its own database (``charter_audit_bench``, created and migrated if
 missing); the audit table there is truncated for (ii).
 """
