@@ -210,10 +210,11 @@ def load_test_result(data: dict[str, Any], name: str = "load") -> dict[str, Any]
                 ),
             )
         )
-    for name, e in sorted((data.get("endpoints") or {}).items(), key=lambda kv: -kv[1]["rps"]):
+    endpoints = sorted((data.get("endpoints") or {}).items(), key=lambda kv: -kv[1]["rps"])
+    for endpoint, e in endpoints:
         figures.append(
             figure(
-                f"{name}, p95",
+                f"{endpoint}, p95",
                 e["p95_ms"],
                 "ms",
                 note=f"{e['rps']:.1f} req/s, p50 {e['p50_ms']:.0f} ms, "

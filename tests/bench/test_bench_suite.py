@@ -173,7 +173,9 @@ def test_load_test_result_becomes_figures_beside_its_targets() -> None:
         "verification": {"ok": True, "failures": []},
         "audit_chain": {"ok": False},
     }
-    figures = {f["name"]: f for f in run.load_test_result(data)["figures"]}
+    result = run.load_test_result(data)
+    assert result["bench"] == "load"  # not the last endpoint's name
+    figures = {f["name"]: f for f in result["figures"]}
     throughput = figures["throughput, 60 locust users, 600.0 s"]
     assert (throughput["value"], throughput["target"], throughput["verdict"]) == (
         280.0, "≥ 300 req/s", "miss",
