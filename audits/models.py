@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Upper
 
 GENESIS_HASH = "0" * 64
 
@@ -70,6 +71,9 @@ class AuditEvent(models.Model):
             models.Index(fields=["object_type", "object_id", "seq"]),
             models.Index(fields=["actor", "seq"]),
             models.Index(fields=["action", "seq"]),
+            # the trail's actor filter (case-insensitive, newest first): UPPER(actor_repr)
+            # is what Django compares for iexact
+            models.Index(Upper("actor_repr"), "seq", name="audits_actor_repr_upper_seq"),
         ]
 
     def __str__(self) -> str:

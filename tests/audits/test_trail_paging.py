@@ -108,3 +108,23 @@ def test_an_invalid_filter_is_not_taken_for_the_whole_trail(auditor: Client) -> 
     response = auditor.get("/audit/?seq_from=not-a-number")
     assert response.status_code == 200
     assert response.context["page"].paginator.whole_chain is False
+
+
+def test_actor_and_object_filters_ignore_case(world: Any, auditor: Client) -> None:
+    mv = world.tree["a"]["model_version"]
+    created = AuditEvent.objects.get(
+        object_type="registry.modelversion", object_id=str(mv.pk), action="create"
+    )
+    for query in (
+        f"object_type=Registry.ModelVersion&object_id={mv.pk}&action=create",
+        f"object_type=%20registry.modelversion%20&object_id={mv.pk}&action=create",
+        f"actor={created.actor_repr.upper()}&object_type=registry.modelversion&object_id={mv.pk}",
+    ):
+        seqs = _seqs(auditor.get(f"/audit/?{query}"))
+        assert created.seq in seqs, query
+        assert all(e.object_id == str(mv.pk) for e in AuditEvent.objects.filter(seq__in=seqs)), (
+            query
+        )
+    # and the filters still filter: another object's type and id find none of these
+    assert created.seq not in _seqs(auditor.get("/audit/?object_type=registry.usecase"))
+    assert _seqs(auditor.get("/audit/?actor=nobody-at-all")) == []
