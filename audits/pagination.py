@@ -10,8 +10,8 @@ busy portal adds millions a month). Two facts about the chain make that walk unn
   ``min(seq) … max(seq)``: the unfiltered trail is counted with two index lookups, and
   its page *p* is a ``seq`` range, read from the index like the first page.
 * A filtered trail has no such shape. It is counted up to :data:`COUNT_CAP` events
-  (``COUNT(*)`` over a ``LIMIT``-ed subquery); past that the pager says "more than …",
-  and the "From seq" filter reaches further back (a ``seq`` bound is an index range too).
+  (``COUNT(*)`` over a ``LIMIT``-ed subquery); past that the pager says "more than …"
+  and points to the "Until" filter, which reaches older events (or export the lot).
 """
 
 from __future__ import annotations
